@@ -1,0 +1,48 @@
+//! # pacc-proto: the sans-IO core of PACC
+//!
+//! PACC (draft-ietf-mailmaint-pacc) lets a mail, calendar and contacts client set itself up
+//! from nothing but the user's email address: the provider publishes a JSON document at
+//! `https://ua-auto-config.<domain>/.well-known/user-agent-configuration.json` and its digest
+//! in DNS at `_ua-auto-config.<domain>`.
+//!
+//! This crate holds every protocol decision and no I/O: no sockets, no clock, no runtime.
+//! A shell (the `pacc` crate) performs the effects the state machines ask for and feeds the
+//! results back. Requirement ids (`RET-3`, `DIG-9`, …) refer to the project's spec digest.
+//!
+//! - [`name`]: email addresses, discovery domains, registrable domains.
+//! - [`digest`]: the `v=UAAC1; a=…; d=…` TXT record.
+//! - [`document`]: the configuration document and its validation.
+//! - [`fetch`]: what an HTTPS fetch can come back with, as data.
+//! - [`discovery`]: the discovery state machine for the primary path.
+//!
+//! ```
+//! use pacc_proto::discovery::{Discovery, Request, Response, Step};
+//! use pacc_proto::fetch::{FetchedBody, FetchResult};
+//! use pacc_proto::name::EmailAddress;
+//!
+//! let body = br#"{"protocols":{"imap":{"host":"imap.example.com"}},"info":{"provider":{"name":"Ex"}}}"#;
+//! let record = pacc_proto::digest::DigestRecord::for_bytes(pacc_proto::digest::Algorithm::Sha256, body);
+//!
+//! let address = EmailAddress::parse("alice@example.com").unwrap();
+//! let mut d = Discovery::new(address.domain().clone());
+//! // The machine asks for the TXT lookup and the fetch at once (RET-1, concurrency).
+//! let mut requests = Vec::new();
+//! while let Some(r) = d.poll_request() { requests.push(r); }
+//! assert_eq!(requests.len(), 2);
+//! for (id, req) in requests {
+//!     let resp = match req {
+//!         Request::Txt { .. } => Response::Txt(Ok(vec![vec![record.render().into_bytes()]])),
+//!         Request::Fetch { .. } => Response::Fetch(FetchResult::Ok(FetchedBody::test_json(body.to_vec()))),
+//!         _ => unreachable!("the primary path asks for nothing else"),
+//!     };
+//!     d.handle(id, resp, std::time::Duration::ZERO);
+//! }
+//! let Step::Done(report) = d.step() else { panic!() };
+//! assert!(report.outcome.is_ok());
+//! ```
+
+pub mod digest;
+pub mod discovery;
+pub mod document;
+pub mod fetch;
+pub mod name;
