@@ -365,6 +365,27 @@ impl Discovery {
         Step::Done(Box::new(self.finish()))
     }
 
+    /// The overall deadline passed: decide now, treating every missing response as timed
+    /// out (RET-10). Returns `None` if the outcome was already reported.
+    pub fn expire(&mut self) -> Option<Report> {
+        if self.done {
+            return None;
+        }
+        if self.fetch.is_none() {
+            self.fetch = Some(Err(FetchError::Timeout {
+                host: format!("ua-auto-config.{}", self.domain),
+                stage: "overall deadline".to_owned(),
+            }));
+        }
+        if self.txt.is_none() {
+            self.txt = Some(Err(DnsFailure::Temporary {
+                detail: "no answer before the overall deadline".to_owned(),
+            }));
+        }
+        self.done = true;
+        Some(self.finish())
+    }
+
     fn finish(&mut self) -> Report {
         let fetch = self.fetch.take();
         let txt = self.txt.take();
@@ -613,6 +634,17 @@ mod tests {
         let (mut d, t, _f) = start();
         d.handle(t, Response::Txt(Err(DnsFailure::NotFound)), Duration::ZERO);
         assert!(matches!(d.step(), Step::Pending));
+    }
+
+    #[test]
+    fn expiry_decides_with_timeouts() {
+        let (mut d, t, _f) = start();
+        d.handle(t, Response::Txt(Ok(rec(BODY))), Duration::ZERO);
+        let r = d.expire().unwrap();
+        let e = r.outcome.unwrap_err();
+        assert_eq!(e.kind(), "timeout");
+        assert_eq!(e.class(), FailureClass::Temporary);
+        assert!(d.expire().is_none());
     }
 
     #[test]

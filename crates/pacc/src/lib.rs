@@ -1,1 +1,300 @@
-//! stub
+//! # pacc: discover and verify PACC configurations
+//!
+//! From an email address, [`Client::discover`] finds the provider's configuration the way
+//! draft-ietf-mailmaint-pacc prescribes: it fetches
+//! `https://ua-auto-config.<domain>/.well-known/user-agent-configuration.json` over TLS 1.3
+//! with full certificate validation **while** it looks up the digest record
+//! `_ua-auto-config.<domain>` in DNS, checks the exact bytes against the digest, and only
+//! then reads the JSON. The result is a [`Report`]: the verified configuration or a precise,
+//! classified error, plus the validation trail.
+//!
+//! What it deliberately does not do: follow redirects, accept TLS below 1.3 for the
+//! document, skip or override certificate verification (there is no API for it), send
+//! cookies, credentials or the email address anywhere during discovery.
+//!
+//! The protocol decisions live in the sans-IO crate [`pacc_proto`]; this crate performs the
+//! effects it asks for (DNS through hickory-resolver, HTTPS through rustls and hyper) with a
+//! deadline on every step and on the whole run.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use pacc::{Client, DnsConfig};
+//! use pacc_proto::name::EmailAddress;
+//!
+//! let client = Client::builder().dns(DnsConfig::System).build()?;
+//! let address = EmailAddress::parse("alice@example.com")?;
+//! let report = client.discover(&address).await;
+//! match &report.outcome {
+//!     Ok(verified) => println!("{} services", verified.document.config.protocols.len()),
+//!     Err(e) => println!("{} ({:?}): {e}", e.kind(), e.class()),
+//! }
+//! # Ok(()) }
+//! ```
+
+mod dns;
+mod https;
+mod tls;
+
+use std::path::Path;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+use pacc_proto::discovery::{Discovery, Request, RequestId, Response, Step};
+use pacc_proto::name::{Domain, EmailAddress};
+use rustls::pki_types::CertificateDer;
+use tokio::time::Instant;
+
+pub use dns::DnsConfig;
+pub use pacc_proto;
+pub use pacc_proto::discovery::Report;
+pub use tls::read_pem_certificates;
+
+/// The `User-Agent` sent on every request (it carries no user data).
+pub const USER_AGENT_VALUE: &str = concat!("pacc/", env!("CARGO_PKG_VERSION"));
+
+/// Deadlines (RET-10, P-8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timeouts {
+    /// The whole discovery.
+    pub overall: Duration,
+    /// One DNS attempt (two attempts are made).
+    pub dns: Duration,
+    /// TCP connect, all addresses.
+    pub connect: Duration,
+    /// The TLS handshake.
+    pub tls: Duration,
+    /// From request sent to the last body byte.
+    pub response: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            overall: Duration::from_secs(15),
+            dns: Duration::from_secs(5),
+            connect: Duration::from_secs(10),
+            tls: Duration::from_secs(10),
+            response: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Timeouts {
+    /// Defaults, with the overall deadline set to `overall` and no step longer than it.
+    pub fn with_overall(overall: Duration) -> Self {
+        let d = Timeouts::default();
+        Timeouts {
+            overall,
+            dns: d.dns.min(overall),
+            connect: d.connect.min(overall),
+            tls: d.tls.min(overall),
+            response: d.response.min(overall),
+        }
+    }
+}
+
+/// Why a [`Client`] could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The DNS configuration could not be used.
+    #[error("DNS resolver: {0}")]
+    Resolver(String),
+    /// A trust anchor could not be read or used.
+    #[error("trust anchor: {0}")]
+    TrustAnchor(String),
+    /// Neither the system nor the caller provided any trust anchor.
+    #[error(
+        "no trust anchors: the system has no CA certificates (install ca-certificates) and none were added"
+    )]
+    NoTrustAnchors,
+}
+
+/// Something the client is doing, for progress displays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Progress {
+    /// A DNS lookup or fetch started.
+    Started {
+        /// `txt` or `fetch`.
+        step: &'static str,
+        /// Name or URL.
+        target: String,
+    },
+    /// It finished.
+    Finished {
+        /// `txt` or `fetch`.
+        step: &'static str,
+        /// Name or URL.
+        target: String,
+        /// How long it took.
+        elapsed: Duration,
+    },
+}
+
+/// Configures a [`Client`].
+#[derive(Debug, Default)]
+pub struct ClientBuilder {
+    dns: DnsConfig,
+    extra_roots: Vec<CertificateDer<'static>>,
+    timeouts: Timeouts,
+}
+
+impl ClientBuilder {
+    /// Where DNS questions go (default: the system configuration).
+    pub fn dns(mut self, dns: DnsConfig) -> Self {
+        self.dns = dns;
+        self
+    }
+
+    /// Trust one more CA certificate (DER), in addition to the system's roots.
+    pub fn add_trust_anchor(mut self, cert: CertificateDer<'static>) -> Self {
+        self.extra_roots.push(cert);
+        self
+    }
+
+    /// Trust every certificate in a PEM file, in addition to the system's roots.
+    pub fn add_trust_anchors_pem_file(mut self, path: &Path) -> Result<Self, ClientError> {
+        self.extra_roots.extend(read_pem_certificates(path)?);
+        Ok(self)
+    }
+
+    /// Set the deadlines.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Build the client. Reads the system's trust anchors and DNS configuration.
+    pub fn build(self) -> Result<Client, ClientError> {
+        let anchors = tls::TrustAnchors::new(true, &self.extra_roots)?;
+        if anchors.is_empty() {
+            return Err(ClientError::NoTrustAnchors);
+        }
+        let dns = dns::Dns::new(&self.dns, self.timeouts.dns)?;
+        Ok(Client {
+            dns,
+            anchors,
+            timeouts: self.timeouts,
+        })
+    }
+}
+
+/// A PACC client. Cheap to clone? No; create one per run and share it by reference.
+pub struct Client {
+    dns: dns::Dns,
+    anchors: tls::TrustAnchors,
+    timeouts: Timeouts,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("timeouts", &self.timeouts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A builder with the system's DNS and trust anchors and default deadlines.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// The deadlines in force.
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    /// Discover and verify the configuration for `address`. Only its domain is used; the
+    /// address itself is never sent (SEC-10).
+    pub async fn discover(&self, address: &EmailAddress) -> Report {
+        self.discover_domain(address.domain(), &|_| {}).await
+    }
+
+    /// Discover for a domain, reporting progress.
+    pub async fn discover_domain(
+        &self,
+        domain: &Domain,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Report {
+        let deadline = Instant::now() + self.timeouts.overall;
+        let mut machine = Discovery::new(domain.clone());
+        let mut running = FuturesUnordered::new();
+        loop {
+            while let Some((id, request)) = machine.poll_request() {
+                running.push(self.perform(id, request, deadline, progress));
+            }
+            if let Step::Done(report) = machine.step() {
+                return *report;
+            }
+            match tokio::time::timeout_at(deadline, running.next()).await {
+                Ok(Some((id, response, elapsed))) => machine.handle(id, response, elapsed),
+                // Every request honours the deadline, so these are belt and braces.
+                Ok(None) | Err(_) => {
+                    if let Some(report) = machine.expire() {
+                        return report;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn perform(
+        &self,
+        id: RequestId,
+        request: Request,
+        deadline: Instant,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> (RequestId, Response, Duration) {
+        let started = Instant::now();
+        let (step, target) = match &request {
+            Request::Txt { name } => ("txt", name.clone()),
+            Request::Fetch { url, .. } => ("fetch", url.clone()),
+            _ => ("other", String::new()),
+        };
+        progress(Progress::Started {
+            step,
+            target: target.clone(),
+        });
+        let response = match request {
+            Request::Txt { name } => {
+                let r = tokio::time::timeout_at(
+                    deadline.min(started + self.timeouts.dns * 2),
+                    self.dns.txt(&name),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(pacc_proto::discovery::DnsFailure::Temporary {
+                        detail: "no answer in time".to_owned(),
+                    })
+                });
+                Response::Txt(r)
+            }
+            Request::Fetch {
+                url,
+                host,
+                tls13_only,
+            } => {
+                let ctx = https::FetchContext {
+                    dns: &self.dns,
+                    anchors: &self.anchors,
+                    timeouts: &self.timeouts,
+                };
+                Response::Fetch(https::get(&ctx, &url, &host, tls13_only, deadline).await)
+            }
+            _ => Response::Fetch(Err(pacc_proto::fetch::FetchError::Protocol {
+                host: String::new(),
+                detail: "internal: unsupported request".to_owned(),
+            })),
+        };
+        let elapsed = started.elapsed();
+        progress(Progress::Finished {
+            step,
+            target,
+            elapsed,
+        });
+        (id, response, elapsed)
+    }
+}

@@ -1,0 +1,71 @@
+//! Loopback addresses for test hosts.
+//!
+//! Every host gets its own 127.x.y.z address, so real ports (53, 443, 993…) can be used and
+//! tests in parallel processes never collide. An address is claimed by binding to it: the
+//! bind itself is the lock, so concurrent test processes (nextest) cannot take the same one.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Candidate addresses in 127.16.0.0 – 127.255.255.254, starting at a per-process offset.
+pub(crate) fn candidates() -> impl Iterator<Item = Ipv4Addr> {
+    // Spread processes apart; within a process, hand out addresses in sequence.
+    let base = (std::process::id().wrapping_mul(7919)) % 2_000_000;
+    std::iter::repeat_with(move || {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let offset = (base + n) % (240 * 65_536);
+        let v = (16u32 << 16) + offset;
+        let [_, a, b, c] = v.to_be_bytes();
+        // Avoid .0 and .255 host parts, which some stacks treat specially.
+        Ipv4Addr::new(127, a, b, c.clamp(1, 254))
+    })
+    .take(100_000)
+}
+
+/// Bind a TCP listener on a fresh loopback address at `port`.
+pub(crate) async fn bind_tcp(port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for ip in candidates().take(2_000) {
+        match tokio::net::TcpListener::bind(SocketAddr::new(IpAddr::V4(ip), port)).await {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
+            Err(e) => return Err(explain(e, port)),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free loopback address")))
+}
+
+/// Bind UDP and TCP on one fresh loopback address at `port` (for DNS).
+pub(crate) async fn bind_udp_tcp(
+    port: u16,
+) -> std::io::Result<(tokio::net::UdpSocket, tokio::net::TcpListener)> {
+    for ip in candidates().take(2_000) {
+        let addr = SocketAddr::new(IpAddr::V4(ip), port);
+        let udp = match tokio::net::UdpSocket::bind(addr).await {
+            Ok(u) => u,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(explain(e, port)),
+        };
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(t) => return Ok((udp, t)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(explain(e, port)),
+        }
+    }
+    Err(std::io::Error::other("no free loopback address"))
+}
+
+fn explain(e: std::io::Error, port: u16) -> std::io::Error {
+    if e.kind() == std::io::ErrorKind::PermissionDenied && port < 1024 {
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "binding port {port} needs root or CAP_NET_BIND_SERVICE (or sysctl net.ipv4.ip_unprivileged_port_start=0): {e}"
+            ),
+        )
+    } else {
+        e
+    }
+}

@@ -1,0 +1,298 @@
+//! HTTPS servers on 127.x.y.z:443 with controllable behaviour, recording what they receive.
+
+use std::convert::Infallible;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt as _, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio_rustls::TlsAcceptor;
+
+use crate::pki::{CertKind, TestCa, TlsVersions, server_config};
+use crate::{AbortOnDrop, TestbedError, addr};
+
+/// What the server answers to every request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A response with this status, body and extra headers (`Content-Type:
+    /// application/json` unless given).
+    Body {
+        /// Status code.
+        status: u16,
+        /// Exact body bytes.
+        body: Bytes,
+        /// Extra headers.
+        headers: Vec<(String, String)>,
+    },
+    /// 200 with the body gzip-compressed and `Content-Encoding: gzip`.
+    Gzip(Bytes),
+    /// A redirect.
+    Redirect {
+        /// 301, 302, 307, 308…
+        status: u16,
+        /// `Location`.
+        location: String,
+    },
+    /// 200 with an endless stream of JSON-ish bytes (stops at `total`), optionally declaring
+    /// its length. Counts what was actually sent in [`Stats::body_bytes_sent`].
+    Huge {
+        /// Bytes to send at most.
+        total: u64,
+        /// Send `Content-Length: total`.
+        declare_length: bool,
+    },
+    /// Complete TLS, read the request, never answer.
+    NeverAnswer,
+}
+
+impl Reply {
+    /// 200 `application/json` with these exact bytes.
+    pub fn json(body: impl Into<Bytes>) -> Self {
+        Reply::Body {
+            status: 200,
+            body: body.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// An empty response with this status.
+    pub fn status(status: u16) -> Self {
+        Reply::Body {
+            status,
+            body: Bytes::new(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// How a server behaves.
+#[derive(Debug, Clone)]
+pub struct Behaviour {
+    /// Offered TLS versions.
+    pub tls: TlsVersions,
+    /// Presented certificate.
+    pub cert: CertKind,
+    /// Accept TCP connections but never start TLS.
+    pub stall_handshake: bool,
+    /// Wait this long before answering.
+    pub delay: Duration,
+    /// The answer.
+    pub reply: Reply,
+}
+
+impl Behaviour {
+    /// A well-behaved TLS 1.3 server answering `reply`.
+    pub fn new(reply: Reply) -> Self {
+        Behaviour {
+            tls: TlsVersions::Tls13,
+            cert: CertKind::Valid,
+            stall_handshake: false,
+            delay: Duration::ZERO,
+            reply,
+        }
+    }
+}
+
+/// One request as received.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// Method.
+    pub method: String,
+    /// Request target (path and query).
+    pub target: String,
+    /// Every header, name lower-cased.
+    pub headers: Vec<(String, String)>,
+}
+
+/// What a server saw.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// TCP connections accepted.
+    pub connections: AtomicUsize,
+    /// Body bytes written (for [`Reply::Huge`]).
+    pub body_bytes_sent: AtomicU64,
+    /// Requests received.
+    pub requests: Mutex<Vec<RecordedRequest>>,
+}
+
+/// A running HTTPS server.
+pub struct HttpsServer {
+    addr: SocketAddr,
+    stats: Arc<Stats>,
+    _task: AbortOnDrop,
+}
+
+impl HttpsServer {
+    /// Start on a fresh loopback address, port 443, with a certificate for `names`.
+    pub async fn start(
+        ca: &TestCa,
+        names: &[String],
+        behaviour: Behaviour,
+    ) -> Result<Self, TestbedError> {
+        let leaf = ca.issue(names, behaviour.cert)?;
+        let config = server_config(&leaf, behaviour.tls, &[b"http/1.1"])?;
+        let listener = addr::bind_tcp(443).await.map_err(TestbedError::Bind)?;
+        let addr = listener.local_addr().map_err(TestbedError::Bind)?;
+        let stats = Arc::new(Stats::default());
+        let st = stats.clone();
+        let behaviour = Arc::new(behaviour);
+        let task = tokio::spawn(async move {
+            let acceptor = TlsAcceptor::from(config);
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = tcp.set_nodelay(true);
+                st.connections.fetch_add(1, Ordering::Relaxed);
+                let (acceptor, st, b) = (acceptor.clone(), st.clone(), behaviour.clone());
+                conns.spawn(async move {
+                    if b.stall_handshake {
+                        let _hold = tcp;
+                        return std::future::pending::<()>().await;
+                    }
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = service_fn(move |req| answer(req, b.clone(), st.clone()));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+                // Reap finished connections so the set does not grow without bound.
+                while conns.try_join_next().is_some() {}
+            }
+        });
+        Ok(HttpsServer {
+            addr,
+            stats,
+            _task: AbortOnDrop(task),
+        })
+    }
+
+    /// Its address (port 443).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What it saw.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// A copy of the requests received so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.stats
+            .requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+async fn answer(
+    req: Request<Incoming>,
+    b: Arc<Behaviour>,
+    st: Arc<Stats>,
+) -> Result<Response<Body>, Infallible> {
+    let recorded = RecordedRequest {
+        method: req.method().to_string(),
+        target: req.uri().to_string(),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+    };
+    if let Ok(mut r) = st.requests.lock() {
+        r.push(recorded);
+    }
+    if !b.delay.is_zero() {
+        tokio::time::sleep(b.delay).await;
+    }
+    let full = |b: Bytes| Full::new(b).boxed();
+    let resp = match &b.reply {
+        Reply::Body {
+            status,
+            body,
+            headers,
+        } => {
+            let mut r = Response::builder().status(*status);
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            {
+                r = r.header("content-type", "application/json");
+            }
+            for (k, v) in headers {
+                r = r.header(k.as_str(), v.as_str());
+            }
+            r.body(full(body.clone()))
+        }
+        Reply::Gzip(body) => {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            let _ = enc.write_all(body);
+            let gz = enc.finish().unwrap_or_default();
+            Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .header("content-encoding", "gzip")
+                .body(full(Bytes::from(gz)))
+        }
+        Reply::Redirect { status, location } => Response::builder()
+            .status(*status)
+            .header("location", location.as_str())
+            .body(full(Bytes::new())),
+        Reply::Huge {
+            total,
+            declare_length,
+        } => {
+            const CHUNK: usize = 16 * 1024;
+            let total = *total;
+            let counter = st.clone();
+            let stream = futures_util::stream::unfold(0u64, move |sent| {
+                let counter = counter.clone();
+                async move {
+                    if sent >= total {
+                        return None;
+                    }
+                    let n = CHUNK.min(usize::try_from(total - sent).unwrap_or(CHUNK));
+                    counter
+                        .body_bytes_sent
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    Some((
+                        Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b' '; n]))),
+                        sent + n as u64,
+                    ))
+                }
+            });
+            let mut r = Response::builder()
+                .status(200)
+                .header("content-type", "application/json");
+            if *declare_length {
+                r = r.header("content-length", total.to_string());
+            }
+            r.body(StreamBody::new(stream).boxed())
+        }
+        Reply::NeverAnswer => {
+            std::future::pending::<()>().await;
+            unreachable!("pending never completes")
+        }
+    };
+    Ok(resp.unwrap_or_else(|_| Response::new(full(Bytes::new()))))
+}

@@ -1,0 +1,47 @@
+//! Integration tests against the testbed: real DNS (hickory-server), real TLS (rustls with a
+//! CA generated at test time), real HTTP, all on 127.0.0.0/8.
+
+mod discovery;
+
+use std::time::Duration;
+
+use pacc::{Client, DnsConfig, Report, Timeouts};
+use pacc_proto::fetch::FailureClass;
+use pacc_proto::name::EmailAddress;
+use pacc_testbed::Testbed;
+
+pub(crate) async fn testbed() -> Testbed {
+    Testbed::start()
+        .await
+        .expect("testbed (needs root to bind ports 53 and 443)")
+}
+
+pub(crate) fn client_with(tb: &Testbed, overall: Duration) -> Client {
+    Client::builder()
+        .dns(DnsConfig::Server(tb.dns_addr()))
+        .add_trust_anchor(tb.ca.cert_der().clone())
+        .timeouts(Timeouts::with_overall(overall))
+        .build()
+        .expect("client")
+}
+
+pub(crate) fn client(tb: &Testbed) -> Client {
+    client_with(tb, Duration::from_secs(10))
+}
+
+pub(crate) async fn discover(c: &Client, address: &str) -> Report {
+    c.discover(&EmailAddress::parse(address).unwrap()).await
+}
+
+/// Assert a failure of `kind` and `class`; return the message.
+#[track_caller]
+pub(crate) fn assert_failure(r: &Report, kind: &str, class: FailureClass) -> String {
+    match &r.outcome {
+        Ok(v) => panic!("expected {kind}, got success via {}", v.url),
+        Err(e) => {
+            assert_eq!(e.kind(), kind, "wrong kind: {e}");
+            assert_eq!(e.class(), class, "wrong class for {kind}: {e}");
+            e.to_string()
+        }
+    }
+}
