@@ -339,12 +339,13 @@ mod tests {
         use Ignored::*;
         let valid = |a: Algorithm| Ok::<Algorithm, Ignored>(a);
         let sha = Algorithm::Sha256;
-        let cases: Vec<(
-            &str,
+        type Case = (
+            &'static str,
             Vec<Vec<Vec<u8>>>,
             Vec<Result<Algorithm, Ignored>>,
-            &str,
-        )> = vec![
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "T01",
                 vec![rr(&[&format!("v=UAAC1; a=sha256; d={NEW}")])],

@@ -474,6 +474,28 @@ impl Config {
         })
     }
 
+    /// Every host that would receive a credential: each service's host, then the OAuth
+    /// issuer's host (SEC-1). Without duplicates, in document order.
+    pub fn credential_hosts(&self) -> Vec<Domain> {
+        let mut hosts: Vec<Domain> = Vec::new();
+        let issuer = self
+            .authentication
+            .as_ref()
+            .and_then(|a| a.oauth_public.as_ref())
+            .and_then(|o| crate::name::url_host(&o.issuer));
+        for h in self
+            .protocols
+            .iter()
+            .map(|s| s.endpoint.host())
+            .chain(issuer)
+        {
+            if !hosts.contains(&h) {
+                hosts.push(h);
+            }
+        }
+        hosts
+    }
+
     /// The provider's display name, if the document has one.
     pub fn provider_name(&self) -> Option<&str> {
         self.info
@@ -979,7 +1001,7 @@ pub fn check_url(u: &str) -> Result<(HttpsUrl, Option<String>), String> {
     } else {
         path.to_owned()
     };
-    if path.chars().any(|c| !c.is_ascii()) {
+    if !path.is_ascii() {
         return Err("URL path contains non-ASCII characters (percent-encode them)".to_owned());
     }
     Ok((

@@ -209,6 +209,47 @@ impl fmt::Display for Domain {
     }
 }
 
+/// Hosts grouped by registrable domain (SEC-1): what the confirmation display shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DomainGroup {
+    /// The registrable domain (eTLD+1).
+    pub domain: Domain,
+    /// The hosts under it, sorted, without duplicates.
+    pub hosts: Vec<Domain>,
+}
+
+/// Group `hosts` by registrable domain, in order of first appearance.
+pub fn group_by_registrable<'a>(hosts: impl IntoIterator<Item = &'a Domain>) -> Vec<DomainGroup> {
+    let mut groups: Vec<DomainGroup> = Vec::new();
+    for host in hosts {
+        let reg = host.registrable();
+        match groups.iter_mut().find(|g| g.domain == reg) {
+            Some(g) => {
+                if !g.hosts.contains(host) {
+                    g.hosts.push(host.clone());
+                    g.hosts.sort();
+                }
+            }
+            None => groups.push(DomainGroup {
+                domain: reg,
+                hosts: vec![host.clone()],
+            }),
+        }
+    }
+    groups
+}
+
+/// The host of an `https://host[:port]/…` URL, normalised; `None` if there is none.
+pub fn url_host(url: &str) -> Option<Domain> {
+    let rest = url
+        .get(..8)
+        .filter(|s| s.eq_ignore_ascii_case("https://"))
+        .map(|_| &url[8..])?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    Domain::parse(host).ok()
+}
+
 /// A user's email address as typed, with the normalised domain that discovery uses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EmailAddress {
@@ -427,6 +468,31 @@ mod tests {
         assert_eq!(r("a.b.example.com"), "example.com");
         assert_eq!(r("ua-auto-config.example.test"), "example.test");
         assert_eq!(r("co.uk"), "co.uk");
+    }
+
+    #[test]
+    fn grouping_by_registrable_domain() {
+        let hosts: Vec<Domain> = [
+            "imap.example.com",
+            "smtp.example.com",
+            "dav.other.co.uk",
+            "imap.example.com",
+        ]
+        .iter()
+        .map(|h| Domain::parse(h).unwrap())
+        .collect();
+        let g = group_by_registrable(&hosts);
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].domain.as_str(), "example.com");
+        assert_eq!(g[0].hosts.len(), 2);
+        assert_eq!(g[1].domain.as_str(), "other.co.uk");
+        assert_eq!(
+            url_host("https://Auth.Example.com:8443/t/")
+                .unwrap()
+                .as_str(),
+            "auth.example.com"
+        );
+        assert!(url_host("http://a.example/").is_none());
     }
 
     #[test]

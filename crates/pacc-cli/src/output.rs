@@ -1,0 +1,281 @@
+//! One result value for `pacc discover`, rendered as text or as JSON (docs/json-output.md).
+
+use std::fmt::{self, Write as _};
+
+use pacc::Report;
+use pacc_proto::digest::{RecordVerdict, SeenRecord};
+use pacc_proto::discovery::{TrailEntry, Verified};
+use pacc_proto::document::{Config, Endpoint, Finding, Level};
+use pacc_proto::fetch::{FailureClass, FetchedBody};
+use pacc_proto::name::{DomainGroup, EmailAddress, group_by_registrable};
+use serde::Serialize;
+
+use crate::exit;
+
+/// Version of the JSON format; bumped on incompatible changes.
+pub const JSON_VERSION: u32 = 1;
+
+/// The result of `pacc discover`.
+#[derive(Debug, Serialize)]
+pub struct DiscoverOutput<'a> {
+    version: u32,
+    address: &'a str,
+    domain: &'a str,
+    url: &'a str,
+    digest_owner: &'a str,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config: Option<&'a Config>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<Source<'a>>,
+    findings: &'a [Finding],
+    credential_domains: Vec<DomainGroup>,
+    records: &'a [SeenRecord],
+    trail: &'a [TrailEntry],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorOut>,
+}
+
+#[derive(Debug, Serialize)]
+struct Source<'a> {
+    method: pacc_proto::discovery::Method,
+    url: &'a str,
+    algorithm: pacc_proto::digest::Algorithm,
+    record: &'a str,
+    spelling: pacc_proto::document::Spelling,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<&'a FetchedBody>,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorOut {
+    kind: &'static str,
+    class: FailureClass,
+    message: String,
+}
+
+impl<'a> DiscoverOutput<'a> {
+    pub fn new(address: &'a EmailAddress, report: &'a Report) -> Self {
+        let verified: Option<&Verified> = report.outcome.as_ref().ok();
+        let config = verified.map(|v| &v.document.config);
+        DiscoverOutput {
+            version: JSON_VERSION,
+            address: address.as_str(),
+            domain: report.domain.as_str(),
+            url: &report.url,
+            digest_owner: &report.digest_owner,
+            ok: verified.is_some(),
+            config,
+            source: verified.map(|v| Source {
+                method: v.method,
+                url: &v.url,
+                algorithm: v.algorithm,
+                record: &v.record,
+                spelling: v.document.spelling,
+                response: report.response.as_ref(),
+            }),
+            findings: verified.map_or(&[][..], |v| &v.document.findings),
+            credential_domains: config
+                .map(|c| group_by_registrable(&c.credential_hosts()))
+                .unwrap_or_default(),
+            records: &report.records,
+            trail: &report.trail,
+            error: report.outcome.as_ref().err().map(|e| ErrorOut {
+                kind: e.kind(),
+                class: e.class(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match &self.error {
+            None => exit::OK,
+            Some(e) => match e.class {
+                FailureClass::Absent => exit::NOT_PUBLISHED,
+                FailureClass::Integrity => exit::INTEGRITY,
+                FailureClass::Temporary => exit::TEMPORARY,
+            },
+        }
+    }
+
+    /// Results go to stdout; nothing else does.
+    #[allow(clippy::print_stdout)]
+    pub fn print(&self, json: bool) {
+        if json {
+            match serde_json::to_string_pretty(self) {
+                Ok(s) => println!("{s}"),
+                Err(e) => println!(
+                    "{{\"version\":{JSON_VERSION},\"ok\":false,\"error\":{{\"kind\":\"internal\",\"message\":{:?}}}}}",
+                    e.to_string()
+                ),
+            }
+        } else {
+            print!("{self}");
+        }
+    }
+}
+
+impl fmt::Display for DiscoverOutput<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.config, &self.error) {
+            (Some(config), _) => self.fmt_success(f, config)?,
+            (None, Some(e)) => fmt_error(f, self.domain, e)?,
+            (None, None) => {}
+        }
+        self.fmt_trail(f)
+    }
+}
+
+impl DiscoverOutput<'_> {
+    fn fmt_success(&self, f: &mut fmt::Formatter<'_>, config: &Config) -> fmt::Result {
+        let provider = config
+            .info
+            .as_ref()
+            .and_then(|i| i.provider.as_ref())
+            .map(|p| match &p.short_name {
+                Some(s) if s != &p.name => format!("{} ({s})", p.name),
+                _ => p.name.clone(),
+            })
+            .unwrap_or_else(|| format!("{} (the document names no provider)", self.domain));
+        writeln!(f, "Verified configuration for {}", self.address)?;
+        writeln!(f, "  provider   {provider}")?;
+        if let Some(src) = &self.source {
+            writeln!(f, "  source     {} ({})", src.url, kebab(&src.method))?;
+            writeln!(
+                f,
+                "  digest     {} record matched: {}",
+                src.algorithm, src.record
+            )?;
+        }
+        writeln!(f)?;
+        writeln!(f, "Services")?;
+        for s in config.protocols.iter() {
+            let where_ = match &s.endpoint {
+                Endpoint::Host { host, port, tls } => format!("{host}:{port}  {tls}"),
+                Endpoint::Url { url } => url.to_string(),
+            };
+            writeln!(f, "  {:<12} {where_}", s.kind.label())?;
+        }
+        writeln!(f)?;
+        writeln!(f, "Authentication")?;
+        match &config.authentication {
+            Some(a) => {
+                if a.password {
+                    writeln!(
+                        f,
+                        "  password   accepted; the username is the full address ({})",
+                        self.address
+                    )?;
+                } else {
+                    writeln!(f, "  password   not accepted (OAuth only)")?;
+                }
+                match &a.oauth_public {
+                    Some(o) => writeln!(f, "  OAuth      public client, issuer {}", o.issuer)?,
+                    None => writeln!(f, "  OAuth      not offered")?,
+                }
+            }
+            None => writeln!(
+                f,
+                "  not stated by the provider; servers will be asked when signing in"
+            )?,
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "Credentials would be sent to (grouped by registrable domain)"
+        )?;
+        for g in &self.credential_domains {
+            let hosts: Vec<String> = g.hosts.iter().map(ToString::to_string).collect();
+            writeln!(f, "  {:<22} {}", g.domain.to_string(), hosts.join(", "))?;
+        }
+        if !self.findings.is_empty() {
+            writeln!(f)?;
+            writeln!(f, "Notes on the document")?;
+            for finding in self.findings {
+                let tag = match finding.level {
+                    Level::Warning => "warning",
+                    Level::Violation => "tolerated",
+                    Level::Dropped => "ignored",
+                };
+                writeln!(f, "  {tag:<9} {}: {}", finding.path, finding.message)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn fmt_trail(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f)?;
+        writeln!(f, "Validation trail")?;
+        for t in self.trail {
+            writeln!(f, "  {:<6} {} ({} ms)", t.step, t.target, t.elapsed_ms)?;
+            writeln!(f, "         {}", t.result)?;
+            if t.step == "txt" {
+                for r in self.records {
+                    let mut line = String::new();
+                    match &r.verdict {
+                        RecordVerdict::Valid { record, matches } => {
+                            let _ = write!(
+                                line,
+                                "[{}] {}  ({}{})",
+                                if *matches { "match" } else { "no match" },
+                                r.text,
+                                record.algorithm,
+                                if record.canonical {
+                                    ""
+                                } else {
+                                    ", non-canonical form"
+                                }
+                            );
+                        }
+                        RecordVerdict::Ignored { reason } => {
+                            let _ = write!(line, "[ignored] {}  ({reason})", truncate(&r.text, 80));
+                        }
+                    }
+                    if r.strings > 1 {
+                        let _ = write!(line, " [{} strings joined]", r.strings);
+                    }
+                    writeln!(f, "         {line}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn fmt_error(f: &mut fmt::Formatter<'_>, domain: &str, e: &ErrorOut) -> fmt::Result {
+    let (headline, advice) = match e.class {
+        FailureClass::Absent => (
+            format!("No PACC configuration is published for {domain}."),
+            "Set up the account manually, or ask the provider to publish PACC.",
+        ),
+        FailureClass::Integrity => (
+            format!("The configuration for {domain} failed verification; it must not be used."),
+            "Do not enter a password. Contact the provider; this may be a misconfiguration or an attack.",
+        ),
+        FailureClass::Temporary => (
+            format!("Could not check {domain} right now."),
+            "Try again later; check your network connection.",
+        ),
+    };
+    writeln!(f, "{headline}")?;
+    writeln!(f, "  reason     {} [{}]", e.message, e.kind)?;
+    writeln!(f, "  next step  {advice}")
+}
+
+fn kebab<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(max).collect();
+        t.push('…');
+        t
+    }
+}

@@ -1,0 +1,212 @@
+//! The `pacc` binary itself, run against testbed providers on loopback.
+
+use std::process::Output;
+
+use pacc_testbed::{Behaviour, Reply, Testbed, sha256_record, vectors};
+use serde_json::Value;
+
+const PACC: &str = env!("CARGO_BIN_EXE_pacc");
+
+async fn pacc(args: &[&str]) -> Output {
+    tokio::process::Command::new(PACC)
+        .args(args)
+        .env_remove("PACC_LOG")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run pacc")
+}
+
+async fn discover_json(tb: &Testbed, address: &str) -> (i32, Value) {
+    let dns = tb.dns_addr().to_string();
+    let ca = tb.ca_file().to_str().unwrap().to_owned();
+    let out = pacc(&[
+        "discover",
+        address,
+        "--dns",
+        &dns,
+        "--ca-file",
+        &ca,
+        "--json",
+        "--timeout",
+        "5",
+    ])
+    .await;
+    let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
+    let v: Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    (out.status.code().unwrap_or(-1), v)
+}
+
+#[tokio::test]
+async fn json_success_has_the_documented_shape() {
+    let tb = Testbed::start().await.unwrap();
+    let _s = tb
+        .provider("cli.test", vectors::document("TV1"))
+        .await
+        .unwrap();
+    let (code, v) = discover_json(&tb, "Someone@CLI.test").await;
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["address"], "Someone@CLI.test");
+    assert_eq!(v["domain"], "cli.test");
+    assert!(v.get("error").is_none());
+    // TV1 uses the -02 key `smtp`; the output always says `submit`.
+    assert_eq!(
+        v["config"]["protocols"]["submit"]["host"],
+        "smtp.example.test"
+    );
+    assert_eq!(v["config"]["protocols"]["submit"]["port"], 465);
+    assert!(v["config"]["protocols"].get("smtp").is_none());
+    assert_eq!(v["config"]["protocols"]["imap"]["tls"], "implicit");
+    assert_eq!(
+        v["config"]["authentication"]["oauth-public"]["issuer"],
+        "https://identity.example.test/"
+    );
+    assert_eq!(v["source"]["method"], "well-known");
+    assert_eq!(
+        v["source"]["url"],
+        "https://ua-auto-config.cli.test/.well-known/user-agent-configuration.json"
+    );
+    assert_eq!(v["source"]["algorithm"], "sha256");
+    assert_eq!(v["source"]["spelling"], "smtp");
+    assert_eq!(
+        v["source"]["record"],
+        sha256_record(vectors::document("TV1"))
+    );
+    assert_eq!(v["source"]["response"]["tls"]["version"], "TLSv1.3");
+    assert_eq!(v["records"][0]["verdict"], "valid");
+    assert_eq!(v["records"][0]["matches"], true);
+    assert_eq!(v["credential_domains"][0]["domain"], "example.test");
+    let steps: Vec<&str> = v["trail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["step"].as_str().unwrap())
+        .collect();
+    assert!(
+        steps.contains(&"txt") && steps.contains(&"fetch"),
+        "{steps:?}"
+    );
+}
+
+#[tokio::test]
+async fn exit_codes_and_error_kinds() {
+    let tb = Testbed::start().await.unwrap();
+    let doc = vectors::document("TV2");
+    // integrity: the digest does not match
+    let _a = tb.serve_document("bad.test", doc).await.unwrap();
+    tb.publish_txt("bad.test", &sha256_record(b"other"))
+        .await
+        .unwrap();
+    let (code, v) = discover_json(&tb, "u@bad.test").await;
+    assert_eq!(code, 3, "{v}");
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["error"]["kind"], "digest-mismatch");
+    assert_eq!(v["error"]["class"], "integrity");
+    assert!(v.get("config").is_none());
+    // absent: nothing there
+    let (code, v) = discover_json(&tb, "u@absent.test").await;
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["error"]["kind"], "no-such-host");
+    assert_eq!(v["error"]["class"], "absent");
+    // temporary: 503
+    let _b = tb
+        .https_host(
+            &["ua-auto-config.busy.test"],
+            Behaviour::new(Reply::status(503)),
+        )
+        .await
+        .unwrap();
+    let (code, v) = discover_json(&tb, "u@busy.test").await;
+    assert_eq!(code, 4, "{v}");
+    assert_eq!(v["error"]["class"], "temporary");
+}
+
+#[tokio::test]
+async fn usage_errors_exit_2_with_a_clear_message() {
+    for (args, expect) in [
+        (vec!["discover", "not-an-address"], "has no '@'"),
+        (vec!["discover", "user@[192.0.2.1]"], "address literal"),
+        (
+            vec!["discover", "a@b.test", "--ca-file", "/nonexistent/ca.pem"],
+            "/nonexistent/ca.pem",
+        ),
+        (
+            vec!["discover", "a@b.test", "--timeout", "0"],
+            "between 0.1 and 600",
+        ),
+        (
+            vec!["discover", "a@b.test", "--dns", "not-an-ip"],
+            "not-an-ip",
+        ),
+        (vec!["frobnicate"], "unrecognized subcommand"),
+    ] {
+        let out = pacc(&args).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
+    }
+}
+
+#[tokio::test]
+async fn human_output_shows_services_domains_and_trail() {
+    let tb = Testbed::start().await.unwrap();
+    let _s = tb
+        .provider("human.test", vectors::document("TV5"))
+        .await
+        .unwrap();
+    let dns = tb.dns_addr().to_string();
+    let ca = tb.ca_file().to_str().unwrap().to_owned();
+    let out = pacc(&["discover", "me@human.test", "--dns", &dns, "--ca-file", &ca]).await;
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for needle in [
+        "Verified configuration for me@human.test",
+        "Example Provider Name (Example)",
+        "imap.example.com:993  implicit TLS",
+        "smtp.example.com:465  implicit TLS",
+        "https://jmap.example.com/session",
+        "issuer https://auth.example.com/",
+        "example.com ",
+        "sha256 record matched",
+        "TLSv1.3",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn help_teaches_exit_codes_and_flags() {
+    let out = pacc(&["discover", "--help"]).await;
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "--dns",
+        "--ca-file",
+        "--timeout",
+        "--json",
+        "Exit codes",
+        "integrity or security",
+    ] {
+        assert!(text.contains(needle), "missing {needle}:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn demo_runs_offline() {
+    let out = pacc(&["demo"]).await;
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Verified configuration for alice@example.test"),
+        "{text}"
+    );
+    assert!(text.contains("[digest-mismatch]"), "{text}");
+}
