@@ -30,9 +30,31 @@ pub async fn run(verbose: u8) -> u8 {
         Ok::<_, pacc_testbed::TestbedError>(s)
     }
     .await;
-    let (_good, _bad) = match (good, bad) {
-        (Ok(g), Ok(b)) => (g, b),
-        (Err(e), _) | (_, Err(e)) => {
+    // A customer domain hosted by the demo provider: no PACC of its own, an enforcing
+    // MTA-STS policy, and MX hosts that publish the provider's configuration.
+    let hosted = async {
+        let policy = Testbed::enforce_policy(&["*.example.test"]);
+        let sts = tb
+            .mta_sts("customer.example", "2026113001", &policy)
+            .await?;
+        tb.dns
+            .add_mx("customer.example", 10, "mx1.example.test")
+            .await?;
+        tb.dns
+            .add_mx("customer.example", 10, "mx2.example.test")
+            .await?;
+        let mx1 = tb
+            .provider("mx1.example.test", DEMO_DOCUMENT.as_bytes())
+            .await?;
+        let mx2 = tb
+            .provider("mx2.example.test", DEMO_DOCUMENT.as_bytes())
+            .await?;
+        Ok::<_, pacc_testbed::TestbedError>([sts, mx1, mx2])
+    }
+    .await;
+    let (_good, _bad, _hosted) = match (good, bad, hosted) {
+        (Ok(g), Ok(b), Ok(h)) => (g, b, h),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             return report_error(&format!("cannot start the demo provider: {e}"));
         }
     };
@@ -67,6 +89,17 @@ pub async fn run(verbose: u8) -> u8 {
     };
     let code = run_discovery(&client, &alice, &out).await;
     println!();
+    println!(
+        "A customer domain hosted by that provider, with no PACC document of its own (MX fallback):"
+    );
+    println!();
+    println!("$ pacc discover carol@customer.example");
+    println!();
+    let Ok(carol) = EmailAddress::parse("carol@customer.example") else {
+        return exit::USAGE;
+    };
+    let hosted_code = run_discovery(&client, &carol, &out).await;
+    println!();
     println!("Now a provider whose document was changed after its DNS digest was published:");
     println!();
     println!("$ pacc discover bob@tampered.example");
@@ -77,9 +110,9 @@ pub async fn run(verbose: u8) -> u8 {
     let tampered_code = run_discovery(&client, &bob, &out).await;
     println!();
     println!(
-        "(exit codes: {code} for the verified provider, {tampered_code} for the tampered one; see `pacc --help`)"
+        "(exit codes: {code} for the provider, {hosted_code} for the hosted domain, {tampered_code} for the tampered one; see `pacc --help`)"
     );
-    if code == exit::OK && tampered_code == exit::INTEGRITY {
+    if code == exit::OK && hosted_code == exit::OK && tampered_code == exit::INTEGRITY {
         exit::OK
     } else {
         exit::USAGE

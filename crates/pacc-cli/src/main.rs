@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use pacc::{Client, DnsConfig, Timeouts};
+use pacc_proto::discovery::Options;
+use pacc_proto::mx::MxUriStrategy;
 use pacc_proto::name::EmailAddress;
 
 use crate::output::DiscoverOutput;
@@ -56,6 +58,10 @@ enum Command {
     /// _ua-auto-config.<domain> in DNS, checks the exact bytes against the digest, and only
     /// then reads the document. Only the domain is used: the address is never sent.
     ///
+    /// If the domain publishes nothing itself, the MX fallback runs: only for domains with an
+    /// MTA-STS policy in enforce mode that lists every most-preferred MX host; each host's
+    /// configuration must verify against its own digest and all must be byte-identical.
+    ///
     /// Example: pacc discover alice@example.com
     #[command(after_help = EXIT_CODES)]
     Discover(DiscoverArgs),
@@ -76,6 +82,18 @@ struct NetworkArgs {
     /// Certificate verification itself cannot be turned off.
     #[arg(long = "ca-file", value_name = "PEM")]
     ca_files: Vec<PathBuf>,
+    /// Do not try the MX fallback when the domain publishes nothing itself.
+    #[arg(long)]
+    no_mx_fallback: bool,
+    /// Contact MX-derived hosts only after the primary path is absent and the MTA-STS policy
+    /// authorised them (slower; by default the fallback's lookups start alongside).
+    #[arg(long)]
+    no_speculation: bool,
+    /// How the configuration location is derived from an MX host (experimental, Q-1):
+    /// ua-auto-config (https://ua-auto-config.<mx>/…, the default), mx-host (https://<mx>/…),
+    /// parent (first label removed), registrable (registrable domain).
+    #[arg(long, value_name = "STRATEGY", default_value = "ua-auto-config", value_parser = parse_strategy)]
+    mx_uri_strategy: MxUriStrategy,
     /// Give up after this many seconds in total.
     #[arg(long, value_name = "SECONDS", default_value_t = 15.0, value_parser = parse_timeout)]
     timeout: f64,
@@ -106,6 +124,18 @@ struct DemoArgs {
     /// Log what happens on stderr (-v: steps, -vv: protocol details).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+}
+
+fn parse_strategy(s: &str) -> Result<MxUriStrategy, String> {
+    match s {
+        "ua-auto-config" => Ok(MxUriStrategy::UaAutoConfigPrefix),
+        "mx-host" => Ok(MxUriStrategy::MxHost),
+        "parent" => Ok(MxUriStrategy::ParentDomain),
+        "registrable" => Ok(MxUriStrategy::RegistrableDomain),
+        other => Err(format!(
+            "'{other}' is not one of ua-auto-config, mx-host, parent, registrable"
+        )),
+    }
 }
 
 fn parse_timeout(s: &str) -> Result<f64, String> {
@@ -179,7 +209,12 @@ async fn discover(args: DiscoverArgs) -> u8 {
         )
         .timeouts(Timeouts::with_overall(Duration::from_secs_f64(
             args.network.timeout,
-        )));
+        )))
+        .discovery_options(Options {
+            mx_fallback: !args.network.no_mx_fallback,
+            speculative: !args.network.no_speculation,
+            mx_strategy: args.network.mx_uri_strategy,
+        });
     for path in &args.network.ca_files {
         builder = match builder.add_trust_anchors_pem_file(path) {
             Ok(b) => b,

@@ -4,10 +4,10 @@ use std::fmt::{self, Write as _};
 
 use pacc::Report;
 use pacc_proto::digest::{RecordVerdict, SeenRecord};
-use pacc_proto::discovery::{TrailEntry, Verified};
+use pacc_proto::discovery::{DiscoveryError, FallbackReport, MxSource, TrailEntry, Verified};
 use pacc_proto::document::{Config, Endpoint, Finding, Level};
 use pacc_proto::fetch::{FailureClass, FetchedBody};
-use pacc_proto::name::{DomainGroup, EmailAddress, group_by_registrable};
+use pacc_proto::name::{Domain, DomainGroup, EmailAddress, group_by_registrable};
 use serde::Serialize;
 
 use crate::exit;
@@ -31,6 +31,8 @@ pub struct DiscoverOutput<'a> {
     findings: &'a [Finding],
     credential_domains: Vec<DomainGroup>,
     records: &'a [SeenRecord],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback: Option<&'a FallbackReport>,
     trail: &'a [TrailEntry],
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorOut>,
@@ -44,7 +46,17 @@ struct Source<'a> {
     record: &'a str,
     spelling: pacc_proto::document::Spelling,
     #[serde(skip_serializing_if = "Option::is_none")]
+    mx: Option<MxOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     response: Option<&'a FetchedBody>,
+}
+
+#[derive(Debug, Serialize)]
+struct MxOut<'a> {
+    #[serde(flatten)]
+    source: &'a MxSource,
+    /// Registrable domains of the MX hosts (MX-9).
+    mx_domains: Vec<Domain>,
 }
 
 #[derive(Debug, Serialize)]
@@ -52,6 +64,30 @@ struct ErrorOut {
     kind: &'static str,
     class: FailureClass,
     message: String,
+    /// For MX-fallback failures: the step that stopped it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step: Option<&'static str>,
+    /// For MX-fallback failures: why the primary path was absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    primary: Option<Box<ErrorOut>>,
+}
+
+impl ErrorOut {
+    fn new(e: &DiscoveryError) -> Self {
+        let (step, primary) = match e {
+            DiscoveryError::MxFallback { primary, failure } => {
+                (Some(failure.step()), Some(Box::new(ErrorOut::new(primary))))
+            }
+            _ => (None, None),
+        };
+        ErrorOut {
+            kind: e.kind(),
+            class: e.class(),
+            message: e.to_string(),
+            step,
+            primary,
+        }
+    }
 }
 
 impl<'a> DiscoverOutput<'a> {
@@ -72,6 +108,10 @@ impl<'a> DiscoverOutput<'a> {
                 algorithm: v.algorithm,
                 record: &v.record,
                 spelling: v.document.spelling,
+                mx: v.mx.as_ref().map(|source| MxOut {
+                    source,
+                    mx_domains: source.mx_domains(),
+                }),
                 response: report.response.as_ref(),
             }),
             findings: verified.map_or(&[][..], |v| &v.document.findings),
@@ -79,12 +119,9 @@ impl<'a> DiscoverOutput<'a> {
                 .map(|c| group_by_registrable(&c.credential_hosts()))
                 .unwrap_or_default(),
             records: &report.records,
+            fallback: report.fallback.as_ref(),
             trail: &report.trail,
-            error: report.outcome.as_ref().err().map(|e| ErrorOut {
-                kind: e.kind(),
-                class: e.class(),
-                message: e.to_string(),
-            }),
+            error: report.outcome.as_ref().err().map(ErrorOut::new),
         }
     }
 
@@ -141,12 +178,17 @@ impl DiscoverOutput<'_> {
         writeln!(f, "Verified configuration for {}", self.address)?;
         writeln!(f, "  provider   {provider}")?;
         if let Some(src) = &self.source {
-            writeln!(f, "  source     {} ({})", src.url, kebab(&src.method))?;
-            writeln!(
-                f,
-                "  digest     {} record matched: {}",
-                src.algorithm, src.record
-            )?;
+            match &src.mx {
+                None => {
+                    writeln!(f, "  source     {} ({})", src.url, kebab(&src.method))?;
+                    writeln!(
+                        f,
+                        "  digest     {} record matched: {}",
+                        src.algorithm, src.record
+                    )?;
+                }
+                Some(mx) => self.fmt_mx_source(f, mx)?,
+            }
         }
         writeln!(f)?;
         writeln!(f, "Services")?;
@@ -204,13 +246,56 @@ impl DiscoverOutput<'_> {
         Ok(())
     }
 
+    /// MX-9: make clear the settings come from the mail servers' operator.
+    fn fmt_mx_source(&self, f: &mut fmt::Formatter<'_>, mx: &MxOut<'_>) -> fmt::Result {
+        let domains: Vec<String> = mx.mx_domains.iter().map(ToString::to_string).collect();
+        writeln!(
+            f,
+            "  source     MX fallback: {} publishes nothing itself; these settings come from the operator of its mail servers ({})",
+            self.domain,
+            domains.join(", ")
+        )?;
+        writeln!(
+            f,
+            "  MTA-STS    policy {} ({} mode) authorises the MX hosts",
+            mx.source.policy_id, mx.source.mode
+        )?;
+        for h in &mx.source.hosts {
+            writeln!(
+                f,
+                "  MX {:<7} {}: {} record matched at {}",
+                mx.source.preference, h.mx_host, h.algorithm, h.digest_owner
+            )?;
+        }
+        Ok(())
+    }
+
     fn fmt_trail(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f)?;
         writeln!(f, "Validation trail")?;
-        for t in self.trail {
-            writeln!(f, "  {:<6} {} ({} ms)", t.step, t.target, t.elapsed_ms)?;
-            writeln!(f, "         {}", t.result)?;
-            if t.step == "txt" {
+        // The fallback's speculative steps matter only when the fallback was needed.
+        let fallback_relevant = self.source.as_ref().is_some_and(|s| s.mx.is_some())
+            || self.error.as_ref().is_some_and(|e| e.step.is_some());
+        let order = |p: &str| {
+            ["primary", "mta-sts", "mx", "mx-host"]
+                .iter()
+                .position(|x| *x == p)
+        };
+        let mut shown: Vec<&TrailEntry> = self
+            .trail
+            .iter()
+            .filter(|t| fallback_relevant || t.purpose == "primary")
+            .collect();
+        shown.sort_by_key(|t| order(t.purpose));
+        let hidden = self.trail.len() - shown.len();
+        for t in shown {
+            writeln!(
+                f,
+                "  {:<6} {:<8} {} ({} ms)",
+                t.step, t.purpose, t.target, t.elapsed_ms
+            )?;
+            writeln!(f, "                  {}", t.result)?;
+            if t.step == "txt" && t.purpose == "primary" {
                 for r in self.records {
                     let mut line = String::new();
                     match &r.verdict {
@@ -235,9 +320,15 @@ impl DiscoverOutput<'_> {
                     if r.strings > 1 {
                         let _ = write!(line, " [{} strings joined]", r.strings);
                     }
-                    writeln!(f, "         {line}")?;
+                    writeln!(f, "                  {line}")?;
                 }
             }
+        }
+        if hidden > 0 {
+            writeln!(
+                f,
+                "  ({hidden} MX-fallback lookups ran alongside; they were not needed)"
+            )?;
         }
         Ok(())
     }
@@ -259,7 +350,18 @@ fn fmt_error(f: &mut fmt::Formatter<'_>, domain: &str, e: &ErrorOut) -> fmt::Res
         ),
     };
     writeln!(f, "{headline}")?;
-    writeln!(f, "  reason     {} [{}]", e.message, e.kind)?;
+    match (&e.primary, e.step) {
+        (Some(primary), Some(step)) => {
+            writeln!(f, "  primary    {} [{}]", primary.message, primary.kind)?;
+            let fallback = e
+                .message
+                .split(" (the primary path was absent")
+                .next()
+                .unwrap_or(&e.message);
+            writeln!(f, "  fallback   stopped at {step}: {fallback} [{}]", e.kind)?;
+        }
+        _ => writeln!(f, "  reason     {} [{}]", e.message, e.kind)?,
+    }
     writeln!(f, "  next step  {advice}")
 }
 

@@ -106,11 +106,14 @@ async fn exit_codes_and_error_kinds() {
     assert_eq!(v["error"]["kind"], "digest-mismatch");
     assert_eq!(v["error"]["class"], "integrity");
     assert!(v.get("config").is_none());
-    // absent: nothing there
+    // absent: nothing there, and no MTA-STS for the MX fallback
     let (code, v) = discover_json(&tb, "u@absent.test").await;
     assert_eq!(code, 1, "{v}");
-    assert_eq!(v["error"]["kind"], "no-such-host");
+    assert_eq!(v["error"]["kind"], "mta-sts-missing");
     assert_eq!(v["error"]["class"], "absent");
+    assert_eq!(v["error"]["step"], "mta-sts");
+    assert_eq!(v["error"]["primary"]["kind"], "no-such-host");
+    assert_eq!(v["fallback"]["used"], false);
     // temporary: 503
     let _b = tb
         .https_host(
@@ -209,4 +212,68 @@ async fn demo_runs_offline() {
         "{text}"
     );
     assert!(text.contains("[digest-mismatch]"), "{text}");
+    assert!(text.contains("MX fallback"), "{text}");
+}
+
+#[tokio::test]
+async fn json_reports_the_mx_fallback() {
+    let tb = Testbed::start().await.unwrap();
+    let hosted = vectors::document("TV6");
+    let _p = tb
+        .mta_sts(
+            "hosted.test",
+            "abc123",
+            &Testbed::enforce_policy(&["*.provider.test"]),
+        )
+        .await
+        .unwrap();
+    tb.dns
+        .add_mx("hosted.test", 5, "mx-a.provider.test")
+        .await
+        .unwrap();
+    tb.dns
+        .add_mx("hosted.test", 5, "mx-b.provider.test")
+        .await
+        .unwrap();
+    let _a = tb.provider("mx-a.provider.test", hosted).await.unwrap();
+    let _b = tb.provider("mx-b.provider.test", hosted).await.unwrap();
+    let (code, v) = discover_json(&tb, "carol@hosted.test").await;
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["source"]["method"], "mx-fallback");
+    assert_eq!(v["source"]["mx"]["policy_id"], "abc123");
+    assert_eq!(v["source"]["mx"]["mode"], "enforce");
+    assert_eq!(v["source"]["mx"]["preference"], 5);
+    assert_eq!(v["source"]["mx"]["mx_domains"][0], "provider.test");
+    let hosts: Vec<&str> = v["source"]["mx"]["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["mx_host"].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts, ["mx-a.provider.test", "mx-b.provider.test"]);
+    assert_eq!(
+        v["source"]["mx"]["hosts"][1]["url"],
+        "https://ua-auto-config.mx-b.provider.test/.well-known/user-agent-configuration.json"
+    );
+    assert_eq!(v["fallback"]["used"], true);
+    assert_eq!(v["config"]["provider"], Value::Null);
+    assert_eq!(v["config"]["info"]["provider"]["name"], "PW Only");
+
+    // The same domain with the fallback disabled: nothing published.
+    let dns = tb.dns_addr().to_string();
+    let ca = tb.ca_file().to_str().unwrap().to_owned();
+    let out = pacc(&[
+        "discover",
+        "carol@hosted.test",
+        "--dns",
+        &dns,
+        "--ca-file",
+        &ca,
+        "--json",
+        "--no-mx-fallback",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "no-such-host");
 }

@@ -13,10 +13,12 @@
 //! - [`digest`]: the `v=UAAC1; a=…; d=…` TXT record.
 //! - [`document`]: the configuration document and its validation.
 //! - [`fetch`]: what an HTTPS fetch can come back with, as data.
-//! - [`discovery`]: the discovery state machine for the primary path.
+//! - [`mta_sts`]: MTA-STS records and policies (RFC 8461).
+//! - [`mx`]: MX host selection and the MX-derived configuration location.
+//! - [`discovery`]: the discovery state machine: primary path and MX fallback.
 //!
 //! ```
-//! use pacc_proto::discovery::{Discovery, Request, Response, Step};
+//! use pacc_proto::discovery::{Discovery, Options, Request, Response, Step};
 //! use pacc_proto::fetch::{FetchedBody, FetchResult};
 //! use pacc_proto::name::EmailAddress;
 //!
@@ -24,10 +26,10 @@
 //! let record = pacc_proto::digest::DigestRecord::for_bytes(pacc_proto::digest::Algorithm::Sha256, body);
 //!
 //! let address = EmailAddress::parse("alice@example.com").unwrap();
-//! let mut d = Discovery::new(address.domain().clone());
-//! // The machine asks for the TXT lookup and the fetch at once (RET-1, concurrency).
-//! let mut requests = Vec::new();
-//! while let Some(r) = d.poll_request() { requests.push(r); }
+//! let options = Options { mx_fallback: false, ..Options::default() };
+//! let mut d = Discovery::with_options(address.domain().clone(), options);
+//! // The machine asks for the TXT lookup and the fetch at once; a shell runs them concurrently.
+//! let requests: Vec<_> = std::iter::from_fn(|| d.poll_request()).collect();
 //! assert_eq!(requests.len(), 2);
 //! for (id, req) in requests {
 //!     let resp = match req {
@@ -45,4 +47,6 @@ pub mod digest;
 pub mod discovery;
 pub mod document;
 pub mod fetch;
+pub mod mta_sts;
+pub mod mx;
 pub mod name;

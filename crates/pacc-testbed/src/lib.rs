@@ -138,6 +138,45 @@ impl Testbed {
     }
 }
 
+impl Testbed {
+    /// Publish an MTA-STS policy for `domain`: `_mta-sts.<domain> TXT "v=STSv1; id=<id>"` and
+    /// `https://mta-sts.<domain>/.well-known/mta-sts.txt` serving `policy` as text/plain.
+    pub async fn mta_sts(
+        &self,
+        domain: &str,
+        id: &str,
+        policy: &str,
+    ) -> Result<HttpsServer, TestbedError> {
+        let server = self
+            .https_host(
+                &[&format!("mta-sts.{domain}")],
+                Behaviour::new(Reply::Body {
+                    status: 200,
+                    body: policy.as_bytes().to_vec().into(),
+                    headers: vec![("content-type".into(), "text/plain".into())],
+                }),
+            )
+            .await?;
+        self.dns
+            .add_txt(
+                &format!("_mta-sts.{domain}"),
+                &[format!("v=STSv1; id={id};").as_bytes()],
+            )
+            .await?;
+        Ok(server)
+    }
+
+    /// An enforcing policy listing `mx` patterns.
+    pub fn enforce_policy(mx: &[&str]) -> String {
+        let mut p = String::from("version: STSv1\r\nmode: enforce\r\n");
+        for m in mx {
+            p.push_str(&format!("mx: {m}\r\n"));
+        }
+        p.push_str("max_age: 86400\r\n");
+        p
+    }
+}
+
 /// `v=UAAC1; a=sha256; d=<base64>` for `bytes`, computed here independently of pacc.
 pub fn sha256_record(bytes: &[u8]) -> String {
     vectors::record_for("sha256", bytes)

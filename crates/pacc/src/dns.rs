@@ -10,7 +10,8 @@ use hickory_resolver::config::{
 use hickory_resolver::net::NetError;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
-use pacc_proto::discovery::DnsFailure;
+use pacc_proto::discovery::{DnsFailure, MxResult};
+use pacc_proto::mx::MxRecord;
 
 use crate::ClientError;
 
@@ -77,6 +78,26 @@ impl Dns {
                 .iter()
                 .filter_map(|r| match &r.data {
                     RData::TXT(txt) => Some(txt.txt_data.iter().map(|s| s.to_vec()).collect()),
+                    _ => None,
+                })
+                .take(MAX_TXT_RRS)
+                .collect()),
+            Err(e) => Err(classify(&e)),
+        }
+    }
+
+    /// The MX RRset of `name`.
+    pub(crate) async fn mx(&self, name: &str) -> MxResult {
+        let fqdn = format!("{name}.");
+        match self.resolver.lookup(fqdn.as_str(), RecordType::MX).await {
+            Ok(lookup) => Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::MX(mx) => Some(MxRecord {
+                        preference: mx.preference,
+                        exchange: mx.exchange.to_ascii(),
+                    }),
                     _ => None,
                 })
                 .take(MAX_TXT_RRS)

@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
-use pacc_proto::discovery::{Discovery, Request, RequestId, Response, Step};
+use pacc_proto::discovery::{Discovery, DnsFailure, Options, Request, RequestId, Response, Step};
 use pacc_proto::name::{Domain, EmailAddress};
 use rustls::pki_types::CertificateDer;
 use tokio::time::Instant;
@@ -133,12 +133,19 @@ pub enum Progress {
     },
 }
 
+fn dns_timeout() -> DnsFailure {
+    DnsFailure::Temporary {
+        detail: "no answer in time".to_owned(),
+    }
+}
+
 /// Configures a [`Client`].
 #[derive(Debug, Default)]
 pub struct ClientBuilder {
     dns: DnsConfig,
     extra_roots: Vec<CertificateDer<'static>>,
     timeouts: Timeouts,
+    options: Options,
 }
 
 impl ClientBuilder {
@@ -166,6 +173,12 @@ impl ClientBuilder {
         self
     }
 
+    /// Discovery options: MX fallback on or off, speculation, MX URI strategy.
+    pub fn discovery_options(mut self, options: Options) -> Self {
+        self.options = options;
+        self
+    }
+
     /// Build the client. Reads the system's trust anchors and DNS configuration.
     pub fn build(self) -> Result<Client, ClientError> {
         let anchors = tls::TrustAnchors::new(true, &self.extra_roots)?;
@@ -177,6 +190,7 @@ impl ClientBuilder {
             dns,
             anchors,
             timeouts: self.timeouts,
+            options: self.options,
         })
     }
 }
@@ -186,6 +200,7 @@ pub struct Client {
     dns: dns::Dns,
     anchors: tls::TrustAnchors,
     timeouts: Timeouts,
+    options: Options,
 }
 
 impl std::fmt::Debug for Client {
@@ -220,7 +235,7 @@ impl Client {
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Report {
         let deadline = Instant::now() + self.timeouts.overall;
-        let mut machine = Discovery::new(domain.clone());
+        let mut machine = Discovery::with_options(domain.clone(), self.options);
         let mut running = FuturesUnordered::new();
         loop {
             while let Some((id, request)) = machine.poll_request() {
@@ -228,6 +243,10 @@ impl Client {
             }
             if let Step::Done(report) = machine.step() {
                 return *report;
+            }
+            // Deciding may have started new requests (the fallback, its hosts).
+            while let Some((id, request)) = machine.poll_request() {
+                running.push(self.perform(id, request, deadline, progress));
             }
             match tokio::time::timeout_at(deadline, running.next()).await {
                 Ok(Some((id, response, elapsed))) => machine.handle(id, response, elapsed),
@@ -251,6 +270,7 @@ impl Client {
         let started = Instant::now();
         let (step, target) = match &request {
             Request::Txt { name } => ("txt", name.clone()),
+            Request::Mx { name } => ("mx", name.clone()),
             Request::Fetch { url, .. } => ("fetch", url.clone()),
             _ => ("other", String::new()),
         };
@@ -265,12 +285,17 @@ impl Client {
                     self.dns.txt(&name),
                 )
                 .await
-                .unwrap_or_else(|_| {
-                    Err(pacc_proto::discovery::DnsFailure::Temporary {
-                        detail: "no answer in time".to_owned(),
-                    })
-                });
+                .unwrap_or_else(|_| Err(dns_timeout()));
                 Response::Txt(r)
+            }
+            Request::Mx { name } => {
+                let r = tokio::time::timeout_at(
+                    deadline.min(started + self.timeouts.dns * 2),
+                    self.dns.mx(&name),
+                )
+                .await
+                .unwrap_or_else(|_| Err(dns_timeout()));
+                Response::Mx(r)
             }
             Request::Fetch {
                 url,
