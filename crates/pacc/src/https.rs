@@ -152,22 +152,13 @@ pub(crate) async fn get(
     let response_deadline = stage_deadline(ctx.timeouts.response, deadline);
     let mut builder = hyper::client::conn::http1::Builder::new();
     builder.max_buf_size(64 * 1024).max_headers(100);
-    let (mut sender, conn) =
-        match timeout_at(response_deadline, builder.handshake(TokioIo::new(tls))).await {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => {
-                return Err(FetchError::Protocol {
-                    host: h,
-                    detail: e.to_string(),
-                });
-            }
-            Err(_) => {
-                return Err(FetchError::Timeout {
-                    host: h,
-                    stage: "response".to_owned(),
-                });
-            }
-        };
+    let (mut sender, conn) = http_step(
+        &h,
+        "response",
+        response_deadline,
+        builder.handshake(TokioIo::new(tls)),
+    )
+    .await?;
     let driver = AbortOnDrop(tokio::spawn(async move {
         let _ = conn.await;
     }));
@@ -181,21 +172,13 @@ pub(crate) async fn get(
             host: h.clone(),
             detail: e.to_string(),
         })?;
-    let response = match timeout_at(response_deadline, sender.send_request(request)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            return Err(FetchError::Protocol {
-                host: h,
-                detail: e.to_string(),
-            });
-        }
-        Err(_) => {
-            return Err(FetchError::Timeout {
-                host: h,
-                stage: "response".to_owned(),
-            });
-        }
-    };
+    let response = http_step(
+        &h,
+        "response",
+        response_deadline,
+        sender.send_request(request),
+    )
+    .await?;
 
     let status = response.status().as_u16();
     let header = |name| {
@@ -274,6 +257,27 @@ pub(crate) async fn get(
         tls: tls_info,
         peer,
     })
+}
+
+/// One HTTP exchange step under `deadline`: a hyper error is a protocol failure, the
+/// deadline a timeout at `stage`.
+async fn http_step<T>(
+    host: &str,
+    stage: &str,
+    deadline: Instant,
+    step: impl Future<Output = hyper::Result<T>>,
+) -> Result<T, FetchError> {
+    match timeout_at(deadline, step).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(FetchError::Protocol {
+            host: host.to_owned(),
+            detail: e.to_string(),
+        }),
+        Err(_) => Err(FetchError::Timeout {
+            host: host.to_owned(),
+            stage: stage.to_owned(),
+        }),
+    }
 }
 
 fn decode(url: &str, encoding: Option<&str>, raw: Vec<u8>) -> Result<Vec<u8>, FetchError> {
