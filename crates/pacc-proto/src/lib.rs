@@ -50,3 +50,4 @@ pub mod fetch;
 pub mod mta_sts;
 pub mod mx;
 pub mod name;
+pub mod probe;

@@ -1,0 +1,189 @@
+//! Probe dialogues (spec §2.5, P-1 … P-8): learn what each server offers, after TLS, without
+//! sending a credential.
+//!
+//! Text protocols are small state machines over lines. The shell connects (implicit TLS,
+//! or plain TCP for ManageSieve), calls [`LineProbe::start`], then performs each
+//! [`Action`]: write its bytes, then read one line and feed it to [`LineProbe::on_line`],
+//! start TLS and call [`LineProbe::on_tls`], or close. The machine ends with
+//! [`LineProbe::outcome`]. HTTP services are probed with one unauthenticated request whose
+//! challenges [`http`] parses.
+//!
+//! Lines are bounded by [`MAX_LINE`] and responses by [`MAX_LINES`]; a server that exceeds
+//! them, closes early, or says something unexpected ends the probe with a
+//! [`ProtocolError`].
+
+pub mod http;
+pub mod imap;
+pub mod managesieve;
+pub mod pop3;
+pub mod smtp;
+pub mod usable;
+
+use serde::Serialize;
+
+use crate::document::ServiceKind;
+
+/// Longest line a server may send during a probe (capability lines are far shorter).
+pub const MAX_LINE: usize = 8 * 1024;
+/// Most lines in one multi-line response.
+pub const MAX_LINES: usize = 256;
+
+/// What the shell does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    /// Bytes to write first (may be empty).
+    pub write: Vec<u8>,
+    /// Then this.
+    pub next: Next,
+}
+
+/// The step after writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Read one line (without its CRLF) and call `on_line`.
+    ReadLine,
+    /// Start TLS on the connection and call `on_tls`. Any bytes already received but not
+    /// consumed must make the shell fail the probe (STARTTLS command injection).
+    StartTls,
+    /// Close the connection; the outcome is ready.
+    Close,
+}
+
+impl Action {
+    pub(crate) fn read() -> Self {
+        Action {
+            write: Vec::new(),
+            next: Next::ReadLine,
+        }
+    }
+    pub(crate) fn send(bytes: &[u8]) -> Self {
+        Action {
+            write: bytes.to_vec(),
+            next: Next::ReadLine,
+        }
+    }
+    pub(crate) fn send_then(bytes: &[u8], next: Next) -> Self {
+        Action {
+            write: bytes.to_vec(),
+            next,
+        }
+    }
+    pub(crate) fn close() -> Self {
+        Action {
+            write: Vec::new(),
+            next: Next::Close,
+        }
+    }
+}
+
+/// What a text server offers after TLS.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Capabilities {
+    /// SASL mechanisms, upper case, in the server's order.
+    pub mechanisms: Vec<String>,
+    /// Other capability words that matter (IMAP4rev1, IMAP4rev2, SASL-IR, LOGINDISABLED,
+    /// USER, PIPELINING…), upper case.
+    pub flags: Vec<String>,
+    /// The greeting or implementation string, for display.
+    pub greeting: String,
+}
+
+impl Capabilities {
+    /// Whether a capability word is present.
+    pub fn has(&self, flag: &str) -> bool {
+        self.flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
+    }
+
+    pub(crate) fn add_mechanism(&mut self, m: &str) {
+        let m = m.to_ascii_uppercase();
+        if !m.is_empty() && !self.mechanisms.contains(&m) {
+            self.mechanisms.push(m);
+        }
+    }
+
+    pub(crate) fn add_flag(&mut self, f: &str) {
+        let f = f.to_ascii_uppercase();
+        if !f.is_empty() && !self.flags.contains(&f) {
+            self.flags.push(f);
+        }
+    }
+}
+
+/// A server that did not follow its protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{0}")]
+pub struct ProtocolError(pub String);
+
+impl ProtocolError {
+    pub(crate) fn new(s: impl Into<String>) -> Self {
+        ProtocolError(s.into())
+    }
+}
+
+/// A text-protocol probe.
+pub trait LineProbe: Send {
+    /// The first action once connected (after implicit TLS, or on the plain connection for
+    /// STARTTLS protocols).
+    fn start(&mut self) -> Action;
+    /// A line was read (CRLF removed, at most [`MAX_LINE`] bytes).
+    fn on_line(&mut self, line: &[u8]) -> Action;
+    /// TLS is now established.
+    fn on_tls(&mut self) -> Action;
+    /// The result, once an action said [`Next::Close`] (or the connection ended early).
+    fn outcome(&self) -> Result<Capabilities, ProtocolError>;
+}
+
+/// The probe for a text service.
+pub fn line_probe(kind: ServiceKind, ehlo_name: &str) -> Option<Box<dyn LineProbe>> {
+    Some(match kind {
+        ServiceKind::Imap => Box::new(imap::ImapProbe::new()),
+        ServiceKind::Pop3 => Box::new(pop3::Pop3Probe::new()),
+        ServiceKind::Submit => Box::new(smtp::SmtpProbe::new(ehlo_name)),
+        ServiceKind::Managesieve => Box::new(managesieve::SieveProbe::new()),
+        _ => return None,
+    })
+}
+
+/// Lossy text of a server line for messages, bounded.
+pub(crate) fn show(line: &[u8]) -> String {
+    let s = String::from_utf8_lossy(line);
+    let mut t: String = s.chars().filter(|c| !c.is_control()).take(120).collect();
+    if s.chars().count() > 120 {
+        t.push('…');
+    }
+    t
+}
+
+#[cfg(test)]
+pub(crate) mod transcript {
+    //! Drive a probe through a scripted server transcript.
+    use super::*;
+
+    /// `server` lines are fed one per `ReadLine`; `"<TLS>"` marks where the server expects
+    /// STARTTLS. Returns what the client wrote and the outcome.
+    pub fn run(
+        probe: &mut dyn LineProbe,
+        server: &[&str],
+    ) -> (Vec<String>, Result<Capabilities, ProtocolError>) {
+        let mut written = Vec::new();
+        let mut lines = server.iter();
+        let mut action = probe.start();
+        for _ in 0..1000 {
+            if !action.write.is_empty() {
+                written.push(String::from_utf8_lossy(&action.write).into_owned());
+            }
+            action = match action.next {
+                Next::Close => return (written, probe.outcome()),
+                Next::StartTls => {
+                    assert_eq!(lines.next(), Some(&"<TLS>"), "unexpected STARTTLS");
+                    probe.on_tls()
+                }
+                Next::ReadLine => match lines.next() {
+                    Some(l) => probe.on_line(l.as_bytes()),
+                    None => return (written, probe.outcome()),
+                },
+            };
+        }
+        panic!("probe did not finish")
+    }
+}
