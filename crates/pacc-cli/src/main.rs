@@ -2,6 +2,7 @@
 
 mod demo;
 mod output;
+mod probe_cmd;
 mod progress;
 
 use std::net::SocketAddr;
@@ -29,6 +30,8 @@ pub mod exit {
     pub const INTEGRITY: u8 = 3;
     /// A temporary failure (server error, DNS failure, timeout): try again later.
     pub const TEMPORARY: u8 = 4;
+    /// `pacc probe`: some service is unreachable or offers nothing the document allows.
+    pub const SERVICE_UNUSABLE: u8 = 5;
 }
 
 const EXIT_CODES: &str = "\
@@ -39,6 +42,15 @@ Exit codes:
   3  integrity or security failure (digest mismatch, invalid certificate, TLS < 1.3,
      invalid document): do not use this domain's configuration
   4  temporary failure (server error, DNS failure, timeout): try again later";
+
+const PROBE_EXIT_CODES: &str = "\
+Exit codes:
+  0  configuration verified and every service usable
+  1  nothing published for this domain
+  2  usage or runtime error
+  3  integrity or security failure of the configuration
+  4  temporary failure of discovery: try again later
+  5  some service is unreachable, failed TLS, or offers no mechanism the provider allows";
 
 /// Set up mail, calendar and contacts from an email address, securely (PACC,
 /// draft-ietf-mailmaint-pacc).
@@ -65,6 +77,18 @@ enum Command {
     /// Example: pacc discover alice@example.com
     #[command(after_help = EXIT_CODES)]
     Discover(DiscoverArgs),
+    /// Discover, then probe every configured service over TLS, without sending credentials.
+    ///
+    /// Connects to each server (IMAP 993, POP3 995, submission 465 with implicit TLS;
+    /// ManageSieve 4190 with mandatory STARTTLS; JMAP and DAV over HTTPS), verifies its
+    /// certificate for the configured host (TLS 1.2 or later), and reads the SASL mechanisms
+    /// or WWW-Authenticate challenges it offers, all at once under one deadline. Each service
+    /// is then marked usable with OAuth, password, both, or nothing, given what the provider's
+    /// document allows.
+    ///
+    /// Example: pacc probe alice@example.com
+    #[command(after_help = PROBE_EXIT_CODES)]
+    Probe(DiscoverArgs),
     /// Run the whole discovery against a local test provider, with no network needed.
     ///
     /// Starts a DNS server, a certificate authority and an HTTPS server on 127.0.0.0/8,
@@ -176,6 +200,7 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async {
         match cli.command {
             Command::Discover(args) => discover(args).await,
+            Command::Probe(args) => probe(args).await,
             Command::Demo(args) => demo::run(args.verbose).await,
         }
     });
@@ -195,37 +220,42 @@ pub(crate) fn report_error(message: &str) -> u8 {
     exit::USAGE
 }
 
-async fn discover(args: DiscoverArgs) -> u8 {
-    init_logging(args.output.verbose);
-    let address = match EmailAddress::parse(&args.email) {
-        Ok(a) => a,
-        Err(e) => return report_error(&format!("{e}")),
-    };
+/// Parse the address and build a client from the network flags, or say why not.
+fn prepare(email: &str, network: &NetworkArgs) -> Result<(EmailAddress, Client), u8> {
+    let address = EmailAddress::parse(email).map_err(|e| report_error(&e.to_string()))?;
     let mut builder = Client::builder()
-        .dns(
-            args.network
-                .dns
-                .map_or(DnsConfig::System, DnsConfig::Server),
-        )
+        .dns(network.dns.map_or(DnsConfig::System, DnsConfig::Server))
         .timeouts(Timeouts::with_overall(Duration::from_secs_f64(
-            args.network.timeout,
+            network.timeout,
         )))
         .discovery_options(Options {
-            mx_fallback: !args.network.no_mx_fallback,
-            speculative: !args.network.no_speculation,
-            mx_strategy: args.network.mx_uri_strategy,
+            mx_fallback: !network.no_mx_fallback,
+            speculative: !network.no_speculation,
+            mx_strategy: network.mx_uri_strategy,
         });
-    for path in &args.network.ca_files {
-        builder = match builder.add_trust_anchors_pem_file(path) {
-            Ok(b) => b,
-            Err(e) => return report_error(&e.to_string()),
-        };
+    for path in &network.ca_files {
+        builder = builder
+            .add_trust_anchors_pem_file(path)
+            .map_err(|e| report_error(&e.to_string()))?;
     }
-    let client = match builder.build() {
-        Ok(c) => c,
-        Err(e) => return report_error(&e.to_string()),
-    };
-    run_discovery(&client, &address, &args.output).await
+    let client = builder.build().map_err(|e| report_error(&e.to_string()))?;
+    Ok((address, client))
+}
+
+async fn discover(args: DiscoverArgs) -> u8 {
+    init_logging(args.output.verbose);
+    match prepare(&args.email, &args.network) {
+        Ok((address, client)) => run_discovery(&client, &address, &args.output).await,
+        Err(code) => code,
+    }
+}
+
+async fn probe(args: DiscoverArgs) -> u8 {
+    init_logging(args.output.verbose);
+    match prepare(&args.email, &args.network) {
+        Ok((address, client)) => probe_cmd::run(&client, &address, &args.output).await,
+        Err(code) => code,
+    }
 }
 
 /// Discover, print the result (text or JSON), and return the exit code.

@@ -1,4 +1,5 @@
 //! The `pacc` binary itself, run against testbed providers on loopback.
+#![allow(clippy::print_stderr)]
 
 use std::process::Output;
 
@@ -276,4 +277,114 @@ async fn json_reports_the_mx_fallback() {
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["error"]["kind"], "no-such-host");
+}
+
+#[tokio::test]
+async fn probe_json_against_real_daemons() {
+    use pacc_testbed::peers::{self, Dovecot, Radicale};
+    if !["dovecot", "radicale"].iter().all(|p| peers::available(p)) {
+        eprintln!("SKIPPED: needs dovecot and radicale (.ci/run installs them)");
+        return;
+    }
+    let tb = Testbed::start().await.unwrap();
+    let dovecot = Dovecot::start(&tb, &["imap.example.test", "sieve.example.test"])
+        .await
+        .unwrap();
+    let radicale = Radicale::start(&tb, &["dav.example.test"]).await.unwrap();
+    tb.dns
+        .add_a("imap.example.test", dovecot.ip())
+        .await
+        .unwrap();
+    tb.dns
+        .add_a("sieve.example.test", dovecot.ip())
+        .await
+        .unwrap();
+    tb.dns
+        .add_a("dav.example.test", radicale.ip())
+        .await
+        .unwrap();
+    // pop.example.test points at an address where nothing listens: one service down.
+    tb.dns
+        .add_a(
+            "pop.example.test",
+            std::net::Ipv4Addr::new(127, 255, 254, 253),
+        )
+        .await
+        .unwrap();
+    let good = br#"{"protocols":{"imap":{"host":"imap.example.test"},"managesieve":{"host":"sieve.example.test"},"caldav":{"url":"https://dav.example.test/cal/"}},"authentication":{"password":true},"info":{"provider":{"name":"Probe"}}}"#;
+    let _p = tb.provider("probe.test", good).await.unwrap();
+    let dns = tb.dns_addr().to_string();
+    let ca = tb.ca_file().to_str().unwrap().to_owned();
+    let out = pacc(&[
+        "probe",
+        "u@probe.test",
+        "--dns",
+        &dns,
+        "--ca-file",
+        &ca,
+        "--json",
+        "--timeout",
+        "10",
+    ])
+    .await;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["discovery"]["ok"], true);
+    let services = v["services"].as_array().unwrap();
+    assert_eq!(services.len(), 3);
+    let imap = services.iter().find(|s| s["service"] == "imap").unwrap();
+    assert_eq!(imap["status"], "reachable");
+    assert_eq!(
+        imap["offered"]["mechanisms"],
+        serde_json::json!(["PLAIN", "LOGIN", "OAUTHBEARER", "XOAUTH2"])
+    );
+    assert_eq!(imap["usable"], "password", "no issuer published: no OAuth");
+    let dav = services.iter().find(|s| s["service"] == "caldav").unwrap();
+    assert_eq!(dav["offered"]["challenges"][0]["scheme"], "Basic");
+
+    let with_pop = br#"{"protocols":{"imap":{"host":"imap.example.test"},"pop3":{"host":"pop.example.test"}},"authentication":{"password":true},"info":{"provider":{"name":"Probe"}}}"#;
+    let _q = tb.provider("down.test", with_pop).await.unwrap();
+    let out = pacc(&[
+        "probe",
+        "u@down.test",
+        "--dns",
+        &dns,
+        "--ca-file",
+        &ca,
+        "--json",
+        "--timeout",
+        "5",
+    ])
+    .await;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(5), "{v}");
+    assert_eq!(v["ok"], false);
+    let pop = v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service"] == "pop3")
+        .unwrap();
+    assert_eq!(pop["status"], "unreachable");
+    assert_eq!(pop["kind"], "connect-failed");
+
+    // Human output: a table row per service.
+    let out = pacc(&[
+        "probe",
+        "u@down.test",
+        "--dns",
+        &dns,
+        "--ca-file",
+        &ca,
+        "--timeout",
+        "5",
+    ])
+    .await;
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("imap.example.test:993") && text.contains("UNREACHABLE"),
+        "{text}"
+    );
+    assert!(text.contains("no credential was sent"), "{text}");
 }

@@ -22,6 +22,7 @@ pub mod usable;
 use serde::Serialize;
 
 use crate::document::ServiceKind;
+use crate::fetch::{FetchError, TlsInfo};
 
 /// Longest line a server may send during a probe (capability lines are far shorter).
 pub const MAX_LINE: usize = 8 * 1024;
@@ -115,7 +116,8 @@ impl Capabilities {
 pub struct ProtocolError(pub String);
 
 impl ProtocolError {
-    pub(crate) fn new(s: impl Into<String>) -> Self {
+    /// An error with this message.
+    pub fn new(s: impl Into<String>) -> Self {
         ProtocolError(s.into())
     }
 }
@@ -131,6 +133,120 @@ pub trait LineProbe: Send {
     fn on_tls(&mut self) -> Action;
     /// The result, once an action said [`Next::Close`] (or the connection ended early).
     fn outcome(&self) -> Result<Capabilities, ProtocolError>;
+}
+
+/// The server certificate, for display.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertificateInfo {
+    /// Subject distinguished name.
+    pub subject: String,
+    /// Issuer distinguished name.
+    pub issuer: String,
+    /// End of validity.
+    pub not_after: String,
+}
+
+/// The TLS session of a probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TlsDetails {
+    /// Version and cipher.
+    #[serde(flatten)]
+    pub session: TlsInfo,
+    /// The leaf certificate.
+    pub certificate: Option<CertificateInfo>,
+}
+
+/// What a reachable server offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "protocol", rename_all = "lowercase")]
+pub enum Offered {
+    /// SASL mechanisms and capability words of a text protocol.
+    Text(Capabilities),
+    /// Challenges of an HTTP service.
+    Http(http::HttpCapabilities),
+}
+
+/// Why a service could not be probed. `kind()` is stable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProbeError {
+    /// DNS, TCP or TLS failed (same kinds as a document fetch: `no-such-host`,
+    /// `connect-failed`, `certificate-name`, `timeout`…).
+    #[error("{0}")]
+    Connection(FetchError),
+    /// The server did not follow its protocol.
+    #[error("protocol error: {0}")]
+    Protocol(ProtocolError),
+    /// The server sent data after its STARTTLS `OK` before TLS started: that data could be
+    /// injected by an attacker, so the connection is abandoned.
+    #[error(
+        "the server sent {bytes} byte(s) in clear after accepting STARTTLS (command injection risk); connection abandoned"
+    )]
+    StartTlsInjection {
+        /// How many.
+        bytes: usize,
+    },
+    /// The overall probe deadline passed.
+    #[error("no result before the probe deadline ({stage})")]
+    Timeout {
+        /// Where it was.
+        stage: String,
+    },
+}
+
+impl ProbeError {
+    /// Stable kind string.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProbeError::Connection(e) => e.kind(),
+            ProbeError::Protocol(_) => "protocol",
+            ProbeError::StartTlsInjection { .. } => "starttls-injection",
+            ProbeError::Timeout { .. } => "timeout",
+        }
+    }
+}
+
+/// The outcome for one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum ProbeStatus {
+    /// Reached over validated TLS, and it talked.
+    Reachable {
+        /// The TLS session.
+        tls: TlsDetails,
+        /// What it offers.
+        offered: Offered,
+        /// What it can be used with (P-7).
+        usable: usable::Usable,
+    },
+    /// Could not be used.
+    Unreachable {
+        /// Stable kind.
+        kind: &'static str,
+        /// Message.
+        error: String,
+    },
+}
+
+/// One probed service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceProbe {
+    /// Which service.
+    pub service: ServiceKind,
+    /// `host:port` or the URL.
+    pub target: String,
+    /// The outcome.
+    #[serde(flatten)]
+    pub status: ProbeStatus,
+    /// How long it took.
+    pub elapsed_ms: u64,
+}
+
+impl ServiceProbe {
+    /// Reachable and usable with at least one method.
+    pub fn is_usable(&self) -> bool {
+        matches!(&self.status, ProbeStatus::Reachable { usable, .. } if *usable != usable::Usable::Nothing)
+    }
 }
 
 /// The probe for a text service.

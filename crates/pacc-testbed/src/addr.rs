@@ -69,3 +69,20 @@ fn explain(e: std::io::Error, port: u16) -> std::io::Error {
         e
     }
 }
+
+/// A fresh loopback address on which every port in `ports` is free right now (for daemons
+/// that bind by themselves). Claimed by binding all ports, then released.
+pub(crate) async fn free_ip(ports: &[u16]) -> std::io::Result<Ipv4Addr> {
+    'next: for ip in candidates().take(2_000) {
+        let mut held = Vec::new();
+        for port in ports {
+            match tokio::net::TcpListener::bind(SocketAddr::new(IpAddr::V4(ip), *port)).await {
+                Ok(l) => held.push(l),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue 'next,
+                Err(e) => return Err(explain(e, *port)),
+            }
+        }
+        return Ok(ip);
+    }
+    Err(std::io::Error::other("no free loopback address"))
+}

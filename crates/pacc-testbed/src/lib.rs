@@ -12,7 +12,9 @@
 mod addr;
 mod dns;
 mod https;
+pub mod peers;
 mod pki;
+mod scripted;
 pub mod vectors;
 
 use std::io::Write as _;
@@ -22,6 +24,7 @@ use std::path::Path;
 pub use dns::{DnsServer, SilentDns};
 pub use https::{Behaviour, HttpsServer, RecordedRequest, Reply, Stats};
 pub use pki::{CertKind, Leaf, TestCa, TlsVersions, server_config};
+pub use scripted::{ScriptStep, ScriptedServer};
 
 /// Why the testbed could not do something.
 #[derive(Debug, thiserror::Error)]
@@ -39,9 +42,12 @@ pub enum TestbedError {
     /// A DNS name or record was unusable.
     #[error("DNS: {0}")]
     Dns(String),
-    /// Writing a temporary file failed.
-    #[error("temporary file: {0}")]
+    /// Writing a temporary file or running a program failed.
+    #[error("I/O: {0}")]
     Io(std::io::Error),
+    /// A real peer (Dovecot, Postfix, Radicale…) could not be started.
+    #[error("peer: {0}")]
+    Peer(String),
 }
 
 /// Aborts a spawned task when dropped, so servers stop with their handle.

@@ -18,15 +18,16 @@ use hyper::header::{
 };
 use hyper_util::rt::TokioIo;
 use pacc_proto::discovery::DnsFailure;
-use pacc_proto::fetch::{FetchError, FetchResult, FetchedBody, MAX_BODY, TlsInfo};
+use pacc_proto::fetch::{FetchError, FetchResult, FetchedBody, MAX_BODY};
 use pacc_proto::name::Domain;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout_at};
 use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 use crate::dns::Dns;
-use crate::tls::{TlsFailure, TrustAnchors, classify_handshake_error, version_name};
+use crate::tls::{TlsFailure, TrustAnchors, classify_handshake_error, tls_info};
 use crate::{Timeouts, USER_AGENT_VALUE};
 
 /// Delay before racing the next address of a host (RFC 8305 "Connection Attempt Delay").
@@ -62,91 +63,13 @@ pub(crate) async fn get(
             detail: format!("internal: {url} is not an https URL on {h}"),
         })?;
 
-    // Address lookup.
-    let addrs = match timeout_at(
-        stage_deadline(ctx.timeouts.dns, deadline),
-        ctx.dns.addresses(&h),
-    )
-    .await
-    {
-        Ok(Ok(a)) => a,
-        Ok(Err(DnsFailure::NotFound)) => return Err(FetchError::NoSuchHost { host: h }),
-        Ok(Err(DnsFailure::Temporary { detail })) => {
-            return Err(FetchError::DnsTemporary { host: h, detail });
-        }
-        Err(_) => {
-            return Err(FetchError::DnsTemporary {
-                host: h,
-                detail: "no answer in time".to_owned(),
-            });
-        }
-    };
-
-    // TCP, racing addresses.
-    let tcp = match timeout_at(
-        stage_deadline(ctx.timeouts.connect, deadline),
-        connect_any(&addrs, 443),
-    )
-    .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(detail)) => return Err(FetchError::Connect { host: h, detail }),
-        Err(_) => return Err(FetchError::ConnectTimeout { host: h }),
-    };
+    let tcp = connect_tcp(ctx, host, 443, deadline).await?;
     let peer = tcp
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|_| "?".to_owned());
-
-    // TLS.
-    let config = ctx.anchors.client_config(tls13_only, &[b"http/1.1"]);
-    let server_name = ServerName::try_from(h.clone()).map_err(|e| FetchError::Tls {
-        host: h.clone(),
-        detail: e.to_string(),
-    })?;
-    let tls = match timeout_at(
-        stage_deadline(ctx.timeouts.tls, deadline),
-        TlsConnector::from(config).connect(server_name, tcp),
-    )
-    .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            let required = if tls13_only {
-                "TLS 1.3"
-            } else {
-                "TLS 1.2 or later"
-            }
-            .to_owned();
-            return Err(match classify_handshake_error(&e) {
-                TlsFailure::Version(detail) => FetchError::TlsVersion {
-                    host: h,
-                    required,
-                    detail,
-                },
-                TlsFailure::Untrusted(detail) => {
-                    FetchError::CertificateUntrusted { host: h, detail }
-                }
-                TlsFailure::Name(detail) => FetchError::CertificateName { host: h, detail },
-                TlsFailure::Expired(detail) => FetchError::CertificateExpired { host: h, detail },
-                TlsFailure::Other(detail) => FetchError::Tls { host: h, detail },
-            });
-        }
-        Err(_) => {
-            return Err(FetchError::Timeout {
-                host: h,
-                stage: "tls-handshake".to_owned(),
-            });
-        }
-    };
-    let (_, session) = tls.get_ref();
-    let tls_info = TlsInfo {
-        version: version_name(session.protocol_version()),
-        cipher: session
-            .negotiated_cipher_suite()
-            .map(|s| format!("{:?}", s.suite()))
-            .unwrap_or_default(),
-    };
+    let tls = upgrade(ctx, tcp, host, tls13_only, &[b"http/1.1"], deadline).await?;
+    let tls_info = tls_info(tls.get_ref().1);
 
     // HTTP/1.1: one request. RET-4: no cookies, no Authorization, no address anywhere.
     let response_deadline = stage_deadline(ctx.timeouts.response, deadline);
@@ -304,6 +227,98 @@ fn decode(url: &str, encoding: Option<&str>, raw: Vec<u8>) -> Result<Vec<u8>, Fe
         Some(other) => Err(FetchError::ContentEncoding {
             url: url.to_owned(),
             detail: format!("'{other}' is not supported (only gzip), and it was not asked for"),
+        }),
+    }
+}
+
+/// Resolve `host` and connect to `port`, racing its addresses (RFC 8305 style).
+pub(crate) async fn connect_tcp(
+    ctx: &FetchContext<'_>,
+    host: &Domain,
+    port: u16,
+    deadline: Instant,
+) -> Result<TcpStream, FetchError> {
+    let h = host.to_string();
+    let addrs = match timeout_at(
+        stage_deadline(ctx.timeouts.dns, deadline),
+        ctx.dns.addresses(&h),
+    )
+    .await
+    {
+        Ok(Ok(a)) => a,
+        Ok(Err(DnsFailure::NotFound)) => return Err(FetchError::NoSuchHost { host: h }),
+        Ok(Err(DnsFailure::Temporary { detail })) => {
+            return Err(FetchError::DnsTemporary { host: h, detail });
+        }
+        Err(_) => {
+            return Err(FetchError::DnsTemporary {
+                host: h,
+                detail: "no answer in time".to_owned(),
+            });
+        }
+    };
+    match timeout_at(
+        stage_deadline(ctx.timeouts.connect, deadline),
+        connect_any(&addrs, port),
+    )
+    .await
+    {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(detail)) => Err(FetchError::Connect { host: h, detail }),
+        Err(_) => Err(FetchError::ConnectTimeout { host: h }),
+    }
+}
+
+/// Start TLS on `io` with the certificate verified for `host` (TLS 1.3 only when
+/// `tls13_only`, else 1.2+). Failures are classified (version, trust, name, expiry).
+pub(crate) async fn upgrade<IO>(
+    ctx: &FetchContext<'_>,
+    io: IO,
+    host: &Domain,
+    tls13_only: bool,
+    alpn: &[&[u8]],
+    deadline: Instant,
+) -> Result<TlsStream<IO>, FetchError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let h = host.to_string();
+    let config = ctx.anchors.client_config(tls13_only, alpn);
+    let server_name = ServerName::try_from(h.clone()).map_err(|e| FetchError::Tls {
+        host: h.clone(),
+        detail: e.to_string(),
+    })?;
+    match timeout_at(
+        stage_deadline(ctx.timeouts.tls, deadline),
+        TlsConnector::from(config).connect(server_name, io),
+    )
+    .await
+    {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => {
+            let required = if tls13_only {
+                "TLS 1.3"
+            } else {
+                "TLS 1.2 or later"
+            }
+            .to_owned();
+            Err(match classify_handshake_error(&e) {
+                TlsFailure::Version(detail) => FetchError::TlsVersion {
+                    host: h,
+                    required,
+                    detail,
+                },
+                TlsFailure::Untrusted(detail) => {
+                    FetchError::CertificateUntrusted { host: h, detail }
+                }
+                TlsFailure::Name(detail) => FetchError::CertificateName { host: h, detail },
+                TlsFailure::Expired(detail) => FetchError::CertificateExpired { host: h, detail },
+                TlsFailure::Other(detail) => FetchError::Tls { host: h, detail },
+            })
+        }
+        Err(_) => Err(FetchError::Timeout {
+            host: h,
+            stage: "tls-handshake".to_owned(),
         }),
     }
 }

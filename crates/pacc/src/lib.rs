@@ -33,6 +33,7 @@
 
 mod dns;
 mod https;
+mod probe;
 mod tls;
 
 use std::path::Path;
@@ -258,6 +259,22 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// Probe every service of a verified configuration concurrently (spec §2.5), within the
+    /// client's overall deadline; `on_result` is called as each result arrives. No credential
+    /// is sent.
+    pub async fn probe(
+        &self,
+        config: &pacc_proto::document::Config,
+        on_result: &(dyn Fn(&pacc_proto::probe::ServiceProbe) + Sync),
+    ) -> Vec<pacc_proto::probe::ServiceProbe> {
+        let ctx = https::FetchContext {
+            dns: &self.dns,
+            anchors: &self.anchors,
+            timeouts: &self.timeouts,
+        };
+        probe::probe_all(&ctx, config, self.timeouts.overall, on_result).await
     }
 
     async fn perform(

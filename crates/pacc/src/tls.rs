@@ -124,3 +124,14 @@ pub(crate) fn version_name(v: Option<rustls::ProtocolVersion>) -> String {
         None => "unknown".to_owned(),
     }
 }
+
+/// The negotiated version and cipher of a session.
+pub(crate) fn tls_info(session: &rustls::ClientConnection) -> pacc_proto::fetch::TlsInfo {
+    pacc_proto::fetch::TlsInfo {
+        version: version_name(session.protocol_version()),
+        cipher: session
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite()))
+            .unwrap_or_default(),
+    }
+}

@@ -125,10 +125,10 @@ impl Cursor<'_> {
         while matches!(self.s.get(k), Some(b' ' | b'\t')) {
             k += 1;
         }
-        !(k > j + 1 && matches!(self.s.get(k), None | Some(b',')))
-            && !(k == j + 1
-                && matches!(self.s.get(k), None | Some(b','))
-                && self.looks_token68_only(j))
+        let at_end = matches!(self.s.get(k), None | Some(b','));
+        let padding = k > j + 1 && at_end;
+        let one_pad_token68 = k == j + 1 && at_end && self.looks_token68_only(j);
+        !(padding || one_pad_token68)
     }
     /// `abc=` then end/comma: a token68 with one `=` of padding (e.g. base64).
     fn looks_token68_only(&self, eq: usize) -> bool {

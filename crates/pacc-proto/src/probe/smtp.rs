@@ -85,18 +85,16 @@ impl LineProbe for SmtpProbe {
                 let mut words = rest.split_ascii_whitespace();
                 self.ehlo_lines += 1;
                 // The first 250 line is the server's name, not a keyword.
-                if self.ehlo_lines > 1 {
-                    if let Some(first) = words.next() {
-                        let upper = first.to_ascii_uppercase();
-                        if upper == "AUTH" {
-                            words.for_each(|m| self.caps.add_mechanism(m));
-                        } else if let Some(mechs) = upper.strip_prefix("AUTH=") {
-                            // Legacy `AUTH=PLAIN LOGIN` form.
-                            self.caps.add_mechanism(mechs);
-                            words.for_each(|m| self.caps.add_mechanism(m));
-                        } else {
-                            self.caps.add_flag(&upper);
-                        }
+                if let Some(first) = words.next().filter(|_| self.ehlo_lines > 1) {
+                    let upper = first.to_ascii_uppercase();
+                    if upper == "AUTH" {
+                        words.for_each(|m| self.caps.add_mechanism(m));
+                    } else if let Some(mechs) = upper.strip_prefix("AUTH=") {
+                        // Legacy `AUTH=PLAIN LOGIN` form.
+                        self.caps.add_mechanism(mechs);
+                        words.for_each(|m| self.caps.add_mechanism(m));
+                    } else {
+                        self.caps.add_flag(&upper);
                     }
                 }
                 if last {

@@ -1,8 +1,10 @@
 //! Integration tests against the testbed: real DNS (hickory-server), real TLS (rustls with a
 //! CA generated at test time), real HTTP, all on 127.0.0.0/8.
+#![allow(clippy::print_stderr)]
 
 mod discovery;
 mod fallback;
+mod probe;
 
 use std::time::Duration;
 

@@ -1,0 +1,503 @@
+//! Real mail and DAV servers on loopback: Dovecot (IMAP 993, POP3 995, ManageSieve 4190 with
+//! STARTTLS), Postfix (submission 465 with Dovecot SASL) and Radicale (CalDAV/CardDAV on 443).
+//!
+//! Each instance gets its own 127.x address, configuration directory and certificate issued
+//! by the testbed CA, and stops when dropped. The binaries come from Debian's packages
+//! (`.ci/run` installs them); [`available`] says whether they are on this machine.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::{Testbed, TestbedError, addr};
+
+/// Test users: `(address, password)`; the full address is the username everywhere (W-1).
+pub const USERS: [(&str, &str); 2] = [
+    ("alice@example.test", "alice-secret"),
+    ("bob@example.test", "bob-secret"),
+];
+
+/// Whether `program` is installed (in PATH or at an absolute path).
+pub fn available(program: &str) -> bool {
+    if program.starts_with('/') {
+        return Path::new(program).exists();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
+/// A scratch directory every daemon user can traverse (Dovecot's and Postfix's unprivileged
+/// processes read below it).
+fn scratch(prefix: &str) -> Result<tempfile::TempDir, TestbedError> {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .map_err(TestbedError::Io)?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .map_err(TestbedError::Io)?;
+    Ok(dir)
+}
+
+fn write(path: &Path, text: &str) -> Result<(), TestbedError> {
+    std::fs::write(path, text).map_err(TestbedError::Io)
+}
+
+/// Run a command that may leave a daemon behind: its output goes to `log` (a daemon keeps
+/// inherited pipes open, so capturing output would wait forever).
+fn run(cmd: &mut Command, log: &Path) -> Result<(), TestbedError> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(TestbedError::Io)?;
+    let err = out.try_clone().map_err(TestbedError::Io)?;
+    let status = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .status()
+        .map_err(TestbedError::Io)?;
+    if status.success() {
+        Ok(())
+    } else {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        Err(TestbedError::Peer(format!(
+            "{cmd:?} failed ({status}); {}:\n{text}",
+            log.display()
+        )))
+    }
+}
+
+/// Wait until every `ip:port` accepts TCP connections.
+async fn wait_ports(
+    ip: Ipv4Addr,
+    ports: &[u16],
+    what: &str,
+    log: &Path,
+) -> Result<(), TestbedError> {
+    let until = Instant::now() + Duration::from_secs(15);
+    for port in ports {
+        loop {
+            if tokio::net::TcpStream::connect(SocketAddr::new(IpAddr::V4(ip), *port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            if Instant::now() > until {
+                let log = std::fs::read_to_string(log).unwrap_or_default();
+                return Err(TestbedError::Peer(format!(
+                    "{what} did not open {ip}:{port} in time; log:\n{log}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Write a certificate and key for `names` into `dir`; returns (cert, key) paths.
+fn cert_files(
+    tb: &Testbed,
+    dir: &Path,
+    names: &[&str],
+) -> Result<(PathBuf, PathBuf), TestbedError> {
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let leaf = tb.ca.issue(&names, crate::CertKind::Valid)?;
+    let (crt, key) = (dir.join("server.crt"), dir.join("server.key"));
+    write(&crt, &leaf.cert_pem)?;
+    write(&key, &leaf.key_pem)?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644))
+        .map_err(TestbedError::Io)?;
+    Ok((crt, key))
+}
+
+/// Dovecot serving IMAPS 993, POP3S 995 and ManageSieve 4190 (STARTTLS) on one address,
+/// with SASL for Postfix on port 12345 of the same address.
+pub struct Dovecot {
+    ip: Ipv4Addr,
+    dir: tempfile::TempDir,
+}
+
+impl Dovecot {
+    /// Start for the host `names` (all published in the testbed DNS).
+    pub async fn start(tb: &Testbed, names: &[&str]) -> Result<Self, TestbedError> {
+        let ip = addr::free_ip(&[993, 995, 4190, 12345])
+            .await
+            .map_err(TestbedError::Bind)?;
+        let dir = scratch("pacc-dovecot-")?;
+        let d = dir.path();
+        let (crt, key) = cert_files(tb, d, names)?;
+        std::fs::create_dir_all(d.join("keys")).map_err(TestbedError::Io)?;
+        let users: String = USERS
+            .iter()
+            .map(|(u, p)| format!("{u}:{{PLAIN}}{p}::::::\n"))
+            .collect();
+        write(&d.join("users"), &users)?;
+        write(
+            &d.join("oauth2.conf.ext"),
+            &format!(
+                "introspection_mode = local\nlocal_validation_key_dict = fs:posix:prefix={}/keys/\nusername_attribute = sub\nissuers = https://auth.example.test\n",
+                d.display()
+            ),
+        )?;
+        let conf = format!(
+            r#"base_dir = {d}/run
+state_dir = {d}/state
+instance_name = pacc-dovecot-{ip}
+protocols = imap pop3 sieve
+listen = {ip}
+log_path = {d}/dovecot.log
+ssl = required
+ssl_cert = <{crt}
+ssl_key = <{key}
+auth_mechanisms = plain login oauthbearer xoauth2
+auth_failure_delay = 0
+first_valid_uid = 8
+mail_location = maildir:{d}/mail/%d/%n
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {d}/users
+  mechanisms = plain login
+}}
+passdb {{
+  driver = oauth2
+  mechanisms = oauthbearer xoauth2
+  args = {d}/oauth2.conf.ext
+}}
+userdb {{
+  driver = static
+  args = uid=mail gid=mail home={d}/mail/%d/%n
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = 0
+  }}
+  inet_listener imaps {{
+    port = 993
+    ssl = yes
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = 0
+  }}
+  inet_listener pop3s {{
+    port = 995
+    ssl = yes
+  }}
+}}
+service managesieve-login {{
+  inet_listener sieve {{
+    port = 4190
+  }}
+}}
+service auth {{
+  inet_listener sasl {{
+    address = {ip}
+    port = 12345
+  }}
+}}
+"#,
+            d = d.display(),
+            crt = crt.display(),
+            key = key.display(),
+        );
+        write(&d.join("dovecot.conf"), &conf)?;
+        std::fs::create_dir_all(d.join("mail")).map_err(TestbedError::Io)?;
+        let log = d.join("dovecot.log");
+        run(
+            Command::new("chown")
+                .args(["mail:mail"])
+                .arg(d.join("mail")),
+            &log,
+        )?;
+        run(
+            Command::new("dovecot")
+                .arg("-c")
+                .arg(d.join("dovecot.conf")),
+            &log,
+        )?;
+        let me = Dovecot { ip, dir };
+        wait_ports(
+            ip,
+            &[993, 995, 4190, 12345],
+            "dovecot",
+            &me.dir.path().join("dovecot.log"),
+        )
+        .await?;
+        Ok(me)
+    }
+
+    /// Its address.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+
+    /// Its SASL service for Postfix.
+    pub fn sasl_addr(&self) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(self.ip), 12345)
+    }
+
+    /// The directory holding its configuration and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let _ = Command::new("dovecot")
+            .arg("-c")
+            .arg(self.dir.path().join("dovecot.conf"))
+            .arg("stop")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// Postfix with submission on 465 (implicit TLS), authenticating through Dovecot.
+pub struct Postfix {
+    ip: Ipv4Addr,
+    dir: tempfile::TempDir,
+}
+
+impl Postfix {
+    /// Start for `hostname`, using `dovecot` for SASL.
+    pub async fn start(
+        tb: &Testbed,
+        hostname: &str,
+        dovecot: &Dovecot,
+    ) -> Result<Self, TestbedError> {
+        let ip = addr::free_ip(&[465]).await.map_err(TestbedError::Bind)?;
+        let dir = scratch("pacc-postfix-")?;
+        let d = dir.path();
+        for sub in ["etc", "spool", "data"] {
+            std::fs::create_dir_all(d.join(sub)).map_err(TestbedError::Io)?;
+        }
+        let log = d.join("postfix-commands.log");
+        run(
+            Command::new("chown").arg("postfix").arg(d.join("data")),
+            &log,
+        )?;
+        let (crt, key) = cert_files(tb, d, &[hostname])?;
+        let main = format!(
+            "compatibility_level = 3.6\nqueue_directory = {d}/spool\ndata_directory = {d}/data\nmaillog_file_prefixes = /tmp\nmaillog_file = {d}/postfix.log\nmyhostname = {hostname}\ninet_interfaces = loopback-only\ninet_protocols = ipv4\nmydestination =\nlocal_transport = error:no local delivery\nvirtual_mailbox_domains = example.test\nvirtual_transport = discard:\nalias_maps =\nalias_database =\nsmtpd_tls_chain_files = {key}, {crt}\nsmtpd_tls_auth_only = yes\nsmtpd_sasl_type = dovecot\nsmtpd_sasl_path = inet:{sasl}\nsmtpd_relay_restrictions = permit_sasl_authenticated, reject\n",
+            d = d.display(),
+            key = key.display(),
+            crt = crt.display(),
+            sasl = dovecot.sasl_addr(),
+        );
+        write(&d.join("etc/main.cf"), &main)?;
+        let mut master = format!(
+            "{ip}:465 inet n - n - - smtpd\n  -o syslog_name=postfix/submissions\n  -o smtpd_tls_wrappermode=yes\n  -o smtpd_tls_security_level=encrypt\n  -o smtpd_sasl_auth_enable=yes\n"
+        );
+        for s in [
+            "pickup unix n - n 60 1 pickup",
+            "cleanup unix n - n - 0 cleanup",
+            "qmgr unix n - n 300 1 qmgr",
+            "tlsmgr unix - - n 1000? 1 tlsmgr",
+            "rewrite unix - - n - - trivial-rewrite",
+            "bounce unix - - n - 0 bounce",
+            "defer unix - - n - 0 bounce",
+            "trace unix - - n - 0 bounce",
+            "verify unix - - n - 1 verify",
+            "flush unix n - n 1000? 0 flush",
+            "proxymap unix - - n - - proxymap",
+            "smtp unix - - n - - smtp",
+            "showq unix n - n - - showq",
+            "error unix - - n - - error",
+            "retry unix - - n - - error",
+            "discard unix - - n - - discard",
+            "anvil unix - - n - 1 anvil",
+            "scache unix - - n - 1 scache",
+            "postlog unix-dgram n - n - 1 postlogd",
+        ] {
+            master.push_str(s);
+            master.push('\n');
+        }
+        write(&d.join("etc/master.cf"), &master)?;
+        run(
+            Command::new("postfix")
+                .arg("-c")
+                .arg(d.join("etc"))
+                .arg("start"),
+            &log,
+        )?;
+        let me = Postfix { ip, dir };
+        wait_ports(ip, &[465], "postfix", &me.dir.path().join("postfix.log")).await?;
+        Ok(me)
+    }
+
+    /// Its address.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new("postfix")
+            .arg("-c")
+            .arg(self.dir.path().join("etc"))
+            .arg("stop")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// Radicale serving CalDAV and CardDAV over TLS on port 443 (Basic authentication).
+pub struct Radicale {
+    ip: Ipv4Addr,
+    _dir: tempfile::TempDir,
+    _child: tokio::process::Child,
+}
+
+impl Radicale {
+    /// Start for the host `names`.
+    pub async fn start(tb: &Testbed, names: &[&str]) -> Result<Self, TestbedError> {
+        let ip = addr::free_ip(&[443]).await.map_err(TestbedError::Bind)?;
+        let dir = scratch("pacc-radicale-")?;
+        let d = dir.path();
+        let (crt, key) = cert_files(tb, d, names)?;
+        let users: String = USERS.iter().map(|(u, p)| format!("{u}:{p}\n")).collect();
+        write(&d.join("users"), &users)?;
+        let conf = format!(
+            "[server]\nhosts = {ip}:443\nssl = True\ncertificate = {crt}\nkey = {key}\n[auth]\ntype = htpasswd\nhtpasswd_filename = {d}/users\nhtpasswd_encryption = plain\nrealm = PACC test\n[storage]\nfilesystem_folder = {d}/collections\n[rights]\ntype = owner_only\n",
+            crt = crt.display(),
+            key = key.display(),
+            d = d.display(),
+        );
+        write(&d.join("config"), &conf)?;
+        let log = std::fs::File::create(d.join("radicale.log")).map_err(TestbedError::Io)?;
+        let child = tokio::process::Command::new("radicale")
+            .arg("--config")
+            .arg(d.join("config"))
+            .stdout(log.try_clone().map_err(TestbedError::Io)?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(TestbedError::Io)?;
+        let log_path = d.join("radicale.log");
+        let me = Radicale {
+            ip,
+            _dir: dir,
+            _child: child,
+        };
+        wait_ports(ip, &[443], "radicale", &log_path).await?;
+        Ok(me)
+    }
+
+    /// Its address.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+}
+
+/// Cyrus httpd serving JMAP (and CalDAV/CardDAV) over TLS on port 443 (Basic
+/// authentication against its own sasldb). Installed from `cyrus-common cyrus-caldav
+/// sasl2-bin` (never `cyrus-imapd`, which removes Dovecot).
+pub struct Cyrus {
+    ip: Ipv4Addr,
+    dir: tempfile::TempDir,
+}
+
+/// Where Debian installs Cyrus' programs.
+pub const CYRUS_MASTER: &str = "/usr/lib/cyrus/bin/master";
+
+impl Cyrus {
+    /// Start for the host `names` (the first is its server name).
+    pub async fn start(tb: &Testbed, names: &[&str]) -> Result<Self, TestbedError> {
+        let ip = addr::free_ip(&[443]).await.map_err(TestbedError::Bind)?;
+        let dir = scratch("pacc-cyrus-")?;
+        let d = dir.path();
+        for sub in ["conf", "spool", "sieve", "run"] {
+            std::fs::create_dir_all(d.join(sub)).map_err(TestbedError::Io)?;
+        }
+        let (crt, key) = cert_files(tb, &d.join("conf"), names)?;
+        let conf = format!(
+            "configdirectory: {d}/conf\npartition-default: {d}/spool\nsievedir: {d}/sieve\nservername: {server}\nadmins: admin\nvirtdomains: userid\nunixhierarchysep: yes\naltnamespace: yes\nsasl_pwcheck_method: auxprop\nsasl_auxprop_plugin: sasldb\nsasl_sasldb_path: {d}/conf/sasldb2\nsasl_mech_list: PLAIN LOGIN\nallowplaintext: yes\ntls_server_cert: {crt}\ntls_server_key: {key}\nhttpmodules: jmap caldav carddav\nconversations: yes\nconversations_db: twoskip\nlmtpsocket: {d}/run/lmtp\nidlesocket: {d}/run/idle\nnotifysocket: {d}/run/notify\nautocreate_post: 1\nautocreate_quota: 0\nsyslog_prefix: cyrus-pacc\n",
+            d = d.display(),
+            server = names.first().copied().unwrap_or("jmap.example.test"),
+            crt = crt.display(),
+            key = key.display(),
+        );
+        write(&d.join("imapd.conf"), &conf)?;
+        let master = format!(
+            "START {{\n  recover cmd=\"ctl_cyrusdb -r -C {d}/imapd.conf\"\n}}\nSERVICES {{\n  https cmd=\"httpd -s -C {d}/imapd.conf\" listen=\"{ip}:443\" prefork=0 maxchild=10\n}}\nEVENTS {{\n}}\nDAEMON {{\n}}\n",
+            d = d.display()
+        );
+        write(&d.join("cyrus.conf"), &master)?;
+        let log = d.join("cyrus-commands.log");
+        for (user, password) in USERS {
+            let (local, domain) = user.split_once('@').unwrap_or((user, ""));
+            let mut cmd = Command::new("saslpasswd2");
+            cmd.args(["-p", "-c", "-f"])
+                .arg(d.join("conf/sasldb2"))
+                .args(["-u", domain, local])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            let mut child = cmd.spawn().map_err(TestbedError::Io)?;
+            if let Some(mut stdin) = child.stdin.take() {
+                use std::io::Write as _;
+                let _ = writeln!(stdin, "{password}");
+            }
+            child.wait().map_err(TestbedError::Io)?;
+        }
+        run(
+            Command::new("chown").args(["-R", "cyrus:mail"]).arg(d),
+            &log,
+        )?;
+        let makedirs =
+            std::fs::read_to_string("/usr/lib/cyrus/bin/makedirs").map_err(TestbedError::Io)?;
+        let makedirs = makedirs.replace(
+            "CONF=/etc/imapd.conf",
+            &format!("CONF={}/imapd.conf", d.display()),
+        );
+        write(&d.join("makedirs.sh"), &makedirs)?;
+        run(
+            Command::new("su")
+                .args(["-s", "/bin/sh", "cyrus", "-c"])
+                .arg(format!("sh {}/makedirs.sh", d.display())),
+            &log,
+        )?;
+        run(
+            Command::new(CYRUS_MASTER)
+                .arg("-C")
+                .arg(d.join("imapd.conf"))
+                .arg("-M")
+                .arg(d.join("cyrus.conf"))
+                .arg("-p")
+                .arg(d.join("run/master.pid"))
+                .arg("-d"),
+            &log,
+        )?;
+        let me = Cyrus { ip, dir };
+        wait_ports(ip, &[443], "cyrus", &log).await?;
+        Ok(me)
+    }
+
+    /// Its address.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+}
+
+impl Drop for Cyrus {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("run/master.pid")) {
+            let _ = Command::new("kill")
+                .arg(pid.trim())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}

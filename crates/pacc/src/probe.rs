@@ -1,0 +1,359 @@
+//! Probing every configured service over TLS (spec §2.5): connect, TLS (1.2+, certificate
+//! verified for the configured host, no override), read what the server offers, leave
+//! politely. No credential is ever sent.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::header::{HOST, LOCATION, USER_AGENT, WWW_AUTHENTICATE};
+use hyper_util::rt::TokioIo;
+use pacc_proto::document::{
+    Authentication, Config, Endpoint, HttpsUrl, Service, ServiceKind, TlsMode,
+};
+use pacc_proto::fetch::FetchError;
+use pacc_proto::name::Domain;
+use pacc_proto::probe::{
+    self, CertificateInfo, LineProbe, MAX_LINE, Next, Offered, ProbeError, ProbeStatus,
+    ProtocolError, ServiceProbe, TlsDetails, usable,
+};
+use tokio::io::{
+    AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, BufReader,
+};
+use tokio::time::{Instant, timeout_at};
+
+use crate::USER_AGENT_VALUE;
+use crate::https::{FetchContext, connect_tcp, upgrade};
+use crate::tls::tls_info;
+
+/// The name the submission probe sends with `EHLO` (RFC 5321 allows an address literal;
+/// a fixed neutral name reveals nothing about the user or machine).
+const EHLO_NAME: &str = "[127.0.0.1]";
+
+/// Probe one service before `deadline`.
+pub(crate) async fn probe_service(
+    ctx: &FetchContext<'_>,
+    service: &Service,
+    auth: Option<&Authentication>,
+    deadline: Instant,
+) -> ServiceProbe {
+    let started = Instant::now();
+    let (target, result) = match &service.endpoint {
+        Endpoint::Host { host, port, tls } => (
+            format!("{host}:{port}"),
+            timeout_at(
+                deadline,
+                probe_text(ctx, service.kind, host, *port, *tls, auth, deadline),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(ProbeError::Timeout {
+                    stage: "overall".into(),
+                })
+            }),
+        ),
+        Endpoint::Url { url } => (
+            url.to_string(),
+            timeout_at(deadline, probe_http(ctx, service.kind, url, auth, deadline))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ProbeError::Timeout {
+                        stage: "overall".into(),
+                    })
+                }),
+        ),
+    };
+    let status = match result {
+        Ok((tls, offered, usable)) => ProbeStatus::Reachable {
+            tls,
+            offered,
+            usable,
+        },
+        Err(e) => ProbeStatus::Unreachable {
+            kind: e.kind(),
+            error: e.to_string(),
+        },
+    };
+    ServiceProbe {
+        service: service.kind,
+        target,
+        status,
+        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+type Probed = (TlsDetails, Offered, usable::Usable);
+
+fn details(session: &rustls::ClientConnection) -> TlsDetails {
+    let certificate = session
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|der| x509_parser::parse_x509_certificate(der).ok())
+        .map(|(_, cert)| CertificateInfo {
+            subject: cert.subject().to_string(),
+            issuer: cert.issuer().to_string(),
+            not_after: cert.validity().not_after.to_string(),
+        });
+    TlsDetails {
+        session: tls_info(session),
+        certificate,
+    }
+}
+
+async fn probe_text(
+    ctx: &FetchContext<'_>,
+    kind: ServiceKind,
+    host: &Domain,
+    port: u16,
+    mode: TlsMode,
+    auth: Option<&Authentication>,
+    deadline: Instant,
+) -> Result<Probed, ProbeError> {
+    let Some(mut machine) = probe::line_probe(kind, EHLO_NAME) else {
+        return Err(ProbeError::Protocol(ProtocolError(format!(
+            "{kind} is not a text protocol"
+        ))));
+    };
+    let tcp = connect_tcp(ctx, host, port, deadline)
+        .await
+        .map_err(ProbeError::Connection)?;
+    let step = step_deadline(ctx, deadline);
+    let (tls_details, outcome) = match mode {
+        TlsMode::Implicit => {
+            let tls = upgrade(ctx, tcp, host, false, &[], deadline)
+                .await
+                .map_err(ProbeError::Connection)?;
+            let d = details(tls.get_ref().1);
+            let mut reader = BufReader::new(tls);
+            let first = machine.start();
+            match drive(machine.as_mut(), &mut reader, first, host, &step).await? {
+                Ended::Closed => (d, machine.outcome()),
+                Ended::StartTls => {
+                    return Err(ProbeError::Protocol(ProtocolError::new(
+                        "unexpected STARTTLS on implicit TLS",
+                    )));
+                }
+            }
+        }
+        TlsMode::StartTls => {
+            // Q-8: the plain phase only reads the capability list and asks for STARTTLS.
+            let mut plain = BufReader::new(tcp);
+            let first = machine.start();
+            match drive(machine.as_mut(), &mut plain, first, host, &step).await? {
+                Ended::Closed => {
+                    return Err(ProbeError::Protocol(
+                        machine.outcome().err().unwrap_or_else(|| {
+                            ProtocolError::new("the server ended the session before STARTTLS")
+                        }),
+                    ));
+                }
+                Ended::StartTls => {}
+            }
+            let pending = plain.buffer().len();
+            if pending > 0 {
+                return Err(ProbeError::StartTlsInjection { bytes: pending });
+            }
+            let tls = upgrade(ctx, plain.into_inner(), host, false, &[], deadline)
+                .await
+                .map_err(ProbeError::Connection)?;
+            let d = details(tls.get_ref().1);
+            let mut reader = BufReader::new(tls);
+            let next = machine.on_tls();
+            match drive(machine.as_mut(), &mut reader, next, host, &step).await? {
+                Ended::Closed => (d, machine.outcome()),
+                Ended::StartTls => {
+                    return Err(ProbeError::Protocol(ProtocolError::new(
+                        "STARTTLS asked twice",
+                    )));
+                }
+            }
+        }
+    };
+    let caps = outcome.map_err(ProbeError::Protocol)?;
+    let usable = usable::text(kind, &caps, auth);
+    Ok((tls_details, Offered::Text(caps), usable))
+}
+
+/// Each read or write must finish within this much time (P-8), and before the deadline.
+fn step_deadline(ctx: &FetchContext<'_>, deadline: Instant) -> impl Fn() -> Instant {
+    let step = ctx.timeouts.response;
+    move || (Instant::now() + step).min(deadline)
+}
+
+enum Ended {
+    Closed,
+    StartTls,
+}
+
+/// Perform actions until the machine closes or asks for STARTTLS.
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    machine: &mut dyn LineProbe,
+    reader: &mut BufReader<S>,
+    mut action: probe::Action,
+    host: &Domain,
+    step: &impl Fn() -> Instant,
+) -> Result<Ended, ProbeError> {
+    let timeout = |stage: &str| ProbeError::Timeout {
+        stage: format!("{stage} from {host}"),
+    };
+    loop {
+        if !action.write.is_empty() {
+            match timeout_at(step(), reader.get_mut().write_all(&action.write)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(io_error(host, e)),
+                Err(_) => return Err(timeout("writing")),
+            }
+            let _ = timeout_at(step(), reader.get_mut().flush()).await;
+        }
+        match action.next {
+            Next::Close => {
+                let _ = timeout_at(step(), reader.get_mut().shutdown()).await;
+                return Ok(Ended::Closed);
+            }
+            Next::StartTls => return Ok(Ended::StartTls),
+            Next::ReadLine => {
+                let mut line = Vec::new();
+                let read = timeout_at(
+                    step(),
+                    (&mut *reader)
+                        .take(MAX_LINE as u64 + 2)
+                        .read_until(b'\n', &mut line),
+                )
+                .await;
+                match read {
+                    Err(_) => return Err(timeout("waiting for a line")),
+                    Ok(Err(e)) => return Err(io_error(host, e)),
+                    // The peer closed: let the machine say what was missing.
+                    Ok(Ok(0)) => return Ok(Ended::Closed),
+                    Ok(Ok(_)) => {}
+                }
+                if !line.ends_with(b"\n") {
+                    return Err(ProbeError::Protocol(ProtocolError::new(format!(
+                        "a line longer than {MAX_LINE} bytes"
+                    ))));
+                }
+                line.pop();
+                if line.ends_with(b"\r") {
+                    line.pop();
+                }
+                action = machine.on_line(&line);
+            }
+        }
+    }
+}
+
+fn io_error(host: &Domain, e: std::io::Error) -> ProbeError {
+    ProbeError::Connection(FetchError::Protocol {
+        host: host.to_string(),
+        detail: e.to_string(),
+    })
+}
+
+async fn probe_http(
+    ctx: &FetchContext<'_>,
+    kind: ServiceKind,
+    url: &HttpsUrl,
+    auth: Option<&Authentication>,
+    deadline: Instant,
+) -> Result<Probed, ProbeError> {
+    let host = url.host();
+    let tcp = connect_tcp(ctx, host, 443, deadline)
+        .await
+        .map_err(ProbeError::Connection)?;
+    let tls = upgrade(ctx, tcp, host, false, &[b"http/1.1"], deadline)
+        .await
+        .map_err(ProbeError::Connection)?;
+    let d = details(tls.get_ref().1);
+    let step = (Instant::now() + ctx.timeouts.response).min(deadline);
+    let h = host.to_string();
+    let conn_err = |e: hyper::Error| {
+        ProbeError::Connection(FetchError::Protocol {
+            host: h.clone(),
+            detail: e.to_string(),
+        })
+    };
+    let mut builder = hyper::client::conn::http1::Builder::new();
+    builder.max_buf_size(64 * 1024).max_headers(200);
+    let (mut sender, conn) = timeout_at(
+        step,
+        builder.handshake::<_, Empty<Bytes>>(TokioIo::new(tls)),
+    )
+    .await
+    .map_err(|_| ProbeError::Timeout {
+        stage: "HTTP handshake".into(),
+    })?
+    .map_err(conn_err)?;
+    let _driver = crate::https::AbortOnDrop(tokio::spawn(async move {
+        let _ = conn.await;
+    }));
+    // P-6: JMAP GET of the session resource; DAV PROPFIND depth 0 on the context path.
+    let method = if kind == ServiceKind::Jmap {
+        "GET"
+    } else {
+        "PROPFIND"
+    };
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(url.path())
+        .header(HOST, host.as_str())
+        .header(USER_AGENT, USER_AGENT_VALUE);
+    if kind != ServiceKind::Jmap {
+        request = request.header("Depth", "0").header("Content-Length", "0");
+    }
+    let request = request
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| ProbeError::Protocol(ProtocolError(e.to_string())))?;
+    let response = timeout_at(step, sender.send_request(request))
+        .await
+        .map_err(|_| ProbeError::Timeout {
+            stage: format!("HTTP response from {host}"),
+        })?
+        .map_err(conn_err)?;
+    let headers = response.headers();
+    let all = |name| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .collect()
+    };
+    let www = all(WWW_AUTHENTICATE);
+    let dav = all(hyper::header::HeaderName::from_static("dav"));
+    let location = all(LOCATION).into_iter().next();
+    let caps = probe::http::evaluate(
+        host.as_str(),
+        response.status().as_u16(),
+        &www,
+        (!dav.is_empty()).then(|| dav.join(", ")),
+        location.as_deref(),
+    )
+    .map_err(ProbeError::Protocol)?;
+    let usable = usable::http(&caps, auth);
+    Ok((d, Offered::Http(caps), usable))
+}
+
+/// Probe every service of `config` concurrently under one deadline, reporting each result
+/// as it arrives.
+pub(crate) async fn probe_all(
+    ctx: &FetchContext<'_>,
+    config: &Config,
+    overall: Duration,
+    on_result: &(dyn Fn(&ServiceProbe) + Sync),
+) -> Vec<ServiceProbe> {
+    use futures_util::StreamExt as _;
+    let deadline = Instant::now() + overall;
+    let auth = config.authentication.as_ref();
+    let mut running: futures_util::stream::FuturesUnordered<_> = config
+        .protocols
+        .iter()
+        .map(|s| probe_service(ctx, s, auth, deadline))
+        .collect();
+    let mut out = Vec::new();
+    while let Some(r) = running.next().await {
+        on_result(&r);
+        out.push(r);
+    }
+    out.sort_by_key(|r| r.service);
+    out
+}
