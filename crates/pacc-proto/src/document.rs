@@ -1014,7 +1014,7 @@ pub fn check_url(u: &str) -> Result<(HttpsUrl, Option<String>), String> {
 }
 
 /// J-10: an issuer is an absolute https URL without query or fragment, in canonical form.
-fn check_issuer(s: &str) -> Result<(), String> {
+pub fn check_issuer(s: &str) -> Result<(), String> {
     if !s.is_ascii() {
         return Err("issuer contains non-ASCII characters (J-10)".to_owned());
     }

@@ -51,3 +51,4 @@ pub mod mta_sts;
 pub mod mx;
 pub mod name;
 pub mod probe;
+pub mod provider;
