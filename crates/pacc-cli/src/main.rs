@@ -4,6 +4,7 @@ mod demo;
 mod output;
 mod probe_cmd;
 mod progress;
+mod provider_cmd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -89,6 +90,85 @@ enum Command {
     /// Example: pacc probe alice@example.com
     #[command(after_help = PROBE_EXIT_CODES)]
     Probe(DiscoverArgs),
+    /// Render a provider description: the exact bytes to serve and the DNS records.
+    ///
+    /// Without --domain, prints zone-file lines for every domain (the _ua-auto-config TXT
+    /// records and the names that must point at the server). With --domain, prints exactly
+    /// the bytes to serve (or writes them with --out and prints that domain's records).
+    /// The output is deterministic: same description, same bytes, on every machine.
+    ///
+    /// Example: pacc render provider.toml --domain example.com --out user-agent-configuration.json
+    Render {
+        /// The description file (TOML; see examples/provider.toml).
+        description: PathBuf,
+        /// Only this domain.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Write the bytes to this file (with --domain).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Everything as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve the rendered documents over HTTPS (TLS 1.3) for every domain of a description.
+    ///
+    /// Picks the certificate by SNI and the document by Host (ua-auto-config.<domain>, and
+    /// mta-sts.<domain> for groups with an [document.mta_sts] policy). SIGHUP reloads the
+    /// description and certificates (a broken new description is refused and the old one
+    /// keeps serving); SIGTERM/SIGINT shut down gracefully. Logs go to stderr (PACC_LOG).
+    ///
+    /// Example: pacc serve /etc/pacc/provider.toml --listen 0.0.0.0:443
+    Serve {
+        /// The description file.
+        description: PathBuf,
+        /// Listen here (repeatable); default: [serve] listen in the description.
+        #[arg(long, value_name = "IP:PORT")]
+        listen: Vec<SocketAddr>,
+        /// A directory of PEM files (certificate chain + key each), chosen by SNI.
+        #[arg(long, value_name = "DIR")]
+        cert_dir: Option<PathBuf>,
+        /// Worker threads (default: one per CPU core).
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+    },
+    /// Check a live deployment the way a client sees it: PASS / INFO / WARN / FAIL per finding.
+    ///
+    /// Runs the client's own discovery (TLS 1.3, no redirects, every TXT record parsed and
+    /// judged, the document validated, the MX-fallback path when MTA-STS is present), probes
+    /// every service, and with --expect compares the live bytes with the local rendering and
+    /// says which stage of a change (pacc rotate) the domain is in. Exit code 0 only when
+    /// nothing fails (1 otherwise).
+    ///
+    /// Example: pacc check example.com --expect provider.toml
+    Check {
+        /// The domain to check.
+        domain: String,
+        /// Compare with the rendering of this description.
+        #[arg(long, value_name = "DESCRIPTION")]
+        expect: Option<PathBuf>,
+        /// Do not probe the services.
+        #[arg(long)]
+        no_probe: bool,
+        #[command(flatten)]
+        network: NetworkArgs,
+        /// Findings as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the safe order for changing a domain's document (publish, wait, switch, retire).
+    ///
+    /// Example: pacc rotate provider.toml --domain example.com --current "v=UAAC1; a=sha256; d=…"
+    Rotate {
+        /// The description with the new document.
+        description: PathBuf,
+        /// The domain.
+        #[arg(long)]
+        domain: String,
+        /// The record(s) published now (to name them in the retire step).
+        #[arg(long, value_name = "TXT")]
+        current: Vec<String>,
+    },
     /// Run the whole discovery against a local test provider, with no network needed.
     ///
     /// Starts a DNS server, a certificate authority and an HTTPS server on 127.0.0.0/8,
@@ -187,10 +267,26 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
+fn init_logging_serve() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PACC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("pacc=info,rustls=error,warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let threads = match &cli.command {
+        Command::Serve {
+            threads: Some(n), ..
+        } => (*n).max(1),
+        Command::Serve { .. } => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        _ => 2,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(threads)
         .enable_all()
         .build()
     {
@@ -201,6 +297,48 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Discover(args) => discover(args).await,
             Command::Probe(args) => probe(args).await,
+            Command::Render {
+                description,
+                domain,
+                out,
+                json,
+            } => provider_cmd::render_cmd(&description, domain.as_deref(), out.as_deref(), json),
+            Command::Rotate {
+                description,
+                domain,
+                current,
+            } => provider_cmd::rotate_cmd(&description, &domain, &current),
+            Command::Serve {
+                description,
+                listen,
+                cert_dir,
+                ..
+            } => {
+                init_logging_serve();
+                provider_cmd::serve_cmd(&description, &listen, cert_dir.as_ref()).await
+            }
+            Command::Check {
+                domain,
+                expect,
+                no_probe,
+                network,
+                json,
+            } => {
+                init_logging(0);
+                match prepare(&format!("postmaster@{domain}"), &network) {
+                    Ok((_, client)) => {
+                        provider_cmd::check_cmd(
+                            &client,
+                            &domain,
+                            expect.as_deref(),
+                            !no_probe,
+                            json,
+                        )
+                        .await
+                    }
+                    Err(code) => code,
+                }
+            }
             Command::Demo(args) => demo::run(args.verbose).await,
         }
     });

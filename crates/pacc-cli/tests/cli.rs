@@ -388,3 +388,214 @@ async fn probe_json_against_real_daemons() {
     );
     assert!(text.contains("no credential was sent"), "{text}");
 }
+
+const PROVIDER: &str = r#"[[document]]
+domains = ["served.test"]
+[document.services]
+imap = "imap.served.test"
+[document.provider]
+name = "Served One"
+[document.tls]
+cert = "c.pem"
+key = "k.pem"
+"#;
+
+/// `render` → DNS → `pacc serve` (a real process) → `pacc discover`, then SIGHUP reloads,
+/// a broken file is refused, `check --expect` sees drift and rotation, SIGTERM stops.
+#[tokio::test]
+async fn serve_reload_check_and_render_as_processes() {
+    let tb = Testbed::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let leaf = tb
+        .ca
+        .issue(
+            &["ua-auto-config.served.test".into()],
+            pacc_testbed::CertKind::Valid,
+        )
+        .unwrap();
+    std::fs::write(dir.path().join("c.pem"), &leaf.cert_pem).unwrap();
+    std::fs::write(dir.path().join("k.pem"), &leaf.key_pem).unwrap();
+    let desc = dir.path().join("provider.toml");
+    std::fs::write(&desc, PROVIDER).unwrap();
+    let desc_s = desc.to_str().unwrap().to_owned();
+
+    // render --json gives the records to publish.
+    let out = pacc(&["render", &desc_s, "--json"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &v["publications"][0];
+    assert_eq!(p["txt_owner"], "_ua-auto-config.served.test");
+    let record = p["txt"][0].as_str().unwrap().to_owned();
+    // render --domain prints exactly the bytes, whose digest is that record.
+    let bytes = pacc(&["render", &desc_s, "--domain", "served.test"])
+        .await
+        .stdout;
+    assert_eq!(pacc_testbed::sha256_record(&bytes), record);
+    assert_eq!(p["document"].as_str().unwrap().as_bytes(), bytes.as_slice());
+
+    let ip = pacc_testbed::free_loopback_ip(&[443]).await.unwrap();
+    tb.dns
+        .add_a("ua-auto-config.served.test", ip)
+        .await
+        .unwrap();
+    tb.publish_txt("served.test", &record).await.unwrap();
+    let server = tokio::process::Command::new(PACC)
+        .args(["serve", &desc_s, "--listen", &format!("{ip}:443")])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect((ip, 443)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (code, v) = discover_json(&tb, "u@served.test").await;
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["config"]["info"]["provider"]["name"], "Served One");
+
+    // check --expect: in step.
+    let dns = tb.dns_addr().to_string();
+    let ca = tb.ca_file().to_str().unwrap().to_owned();
+    let out = pacc(&[
+        "check",
+        "served.test",
+        "--expect",
+        &desc_s,
+        "--no-probe",
+        "--dns",
+        &dns,
+        "--ca-file",
+        &ca,
+        "--json",
+    ])
+    .await;
+    let c: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{c}");
+    assert!(
+        c["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["area"] == "rotation" && f["verdict"] == "PASS"),
+        "{c}"
+    );
+
+    // A new description: publish its record first (rotation stage 1), then SIGHUP.
+    std::fs::write(&desc, PROVIDER.replace("Served One", "Served Two")).unwrap();
+    let new_bytes = pacc(&["render", &desc_s, "--domain", "served.test"])
+        .await
+        .stdout;
+    tb.publish_txt("served.test", &pacc_testbed::sha256_record(&new_bytes))
+        .await
+        .unwrap();
+    let out = pacc(&[
+        "check",
+        "served.test",
+        "--expect",
+        &desc_s,
+        "--no-probe",
+        "--dns",
+        &dns,
+        "--ca-file",
+        &ca,
+    ])
+    .await;
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("rollover stage 1 done"), "{text}");
+    let rotate = String::from_utf8(
+        pacc(&[
+            "rotate",
+            &desc_s,
+            "--domain",
+            "served.test",
+            "--current",
+            &record,
+        ])
+        .await
+        .stdout,
+    )
+    .unwrap();
+    assert!(
+        rotate.contains("1. Publish") && rotate.contains(&record),
+        "{rotate}"
+    );
+    let pid = server.id().unwrap().to_string();
+    let hup = |pid: &str| {
+        std::process::Command::new("kill")
+            .args(["-HUP", pid])
+            .status()
+            .unwrap()
+    };
+    assert!(hup(&pid).success());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (code, v) = discover_json(&tb, "u@served.test").await;
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        v["config"]["info"]["provider"]["name"], "Served Two",
+        "reloaded on SIGHUP"
+    );
+    let out = pacc(&[
+        "check",
+        "served.test",
+        "--expect",
+        &desc_s,
+        "--no-probe",
+        "--dns",
+        &dns,
+        "--ca-file",
+        &ca,
+    ])
+    .await;
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("rollover stage 2 done")
+    );
+
+    // A broken description is refused; the last good one keeps serving.
+    std::fs::write(&desc, "[[document]]\ndomains = [\"served.test\"]\n").unwrap();
+    assert!(hup(&pid).success());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (code, v) = discover_json(&tb, "u@served.test").await;
+    assert_eq!(
+        (code, v["config"]["info"]["provider"]["name"].clone()),
+        (0, Value::from("Served Two"))
+    );
+
+    // SIGTERM: graceful exit 0, and the log told what happened.
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        server.wait_with_output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("reloaded") && log.contains("reload refused") && log.contains("missing field"),
+        "{log}"
+    );
+
+    // check on a domain with nothing: FAIL and exit 1.
+    let out = pacc(&[
+        "check",
+        "nothing.test",
+        "--no-probe",
+        "--dns",
+        &dns,
+        "--ca-file",
+        &ca,
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+}

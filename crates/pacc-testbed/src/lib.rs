@@ -183,6 +183,11 @@ impl Testbed {
     }
 }
 
+/// A loopback address on which `ports` are free now, for servers that bind by themselves.
+pub async fn free_loopback_ip(ports: &[u16]) -> Result<std::net::Ipv4Addr, TestbedError> {
+    addr::free_ip(ports).await.map_err(TestbedError::Bind)
+}
+
 /// `v=UAAC1; a=sha256; d=<base64>` for `bytes`, computed here independently of pacc.
 pub fn sha256_record(bytes: &[u8]) -> String {
     vectors::record_for("sha256", bytes)

@@ -34,6 +34,7 @@
 mod dns;
 mod https;
 mod probe;
+pub mod serve;
 mod tls;
 
 use std::path::Path;

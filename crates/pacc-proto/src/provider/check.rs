@@ -55,7 +55,12 @@ pub enum RotationStage {
     Broken,
 }
 
-fn f(verdict: Verdict, area: &'static str, message: impl Into<String>, fix: Option<String>) -> CheckFinding {
+fn f(
+    verdict: Verdict,
+    area: &'static str,
+    message: impl Into<String>,
+    fix: Option<String>,
+) -> CheckFinding {
     CheckFinding {
         verdict,
         area,
@@ -67,21 +72,41 @@ fn f(verdict: Verdict, area: &'static str, message: impl Into<String>, fix: Opti
 fn fetch_fix(e: &FetchError, host: &str) -> String {
     match e {
         FetchError::NoSuchHost { .. } => format!("publish A/AAAA records (or a CNAME) for {host}"),
-        FetchError::Connect { .. } | FetchError::ConnectTimeout { .. } => format!("run an HTTPS server on port 443 of {host}"),
-        FetchError::TlsVersion { .. } => "enable TLS 1.3 on the server (clients refuse older versions for this fetch)".into(),
-        FetchError::CertificateName { .. } => format!("use a certificate whose SAN includes {host}"),
-        FetchError::CertificateUntrusted { .. } => "use a certificate from a publicly trusted CA, with the full chain".into(),
+        FetchError::Connect { .. } | FetchError::ConnectTimeout { .. } => {
+            format!("run an HTTPS server on port 443 of {host}")
+        }
+        FetchError::TlsVersion { .. } => {
+            "enable TLS 1.3 on the server (clients refuse older versions for this fetch)".into()
+        }
+        FetchError::CertificateName { .. } => {
+            format!("use a certificate whose SAN includes {host}")
+        }
+        FetchError::CertificateUntrusted { .. } => {
+            "use a certificate from a publicly trusted CA, with the full chain".into()
+        }
         FetchError::CertificateExpired { .. } => "renew the certificate".into(),
-        FetchError::Redirect { .. } => "serve the document directly at the well-known URL; clients never follow redirects".into(),
-        FetchError::Status { .. } => "serve the document with status 200 at /.well-known/user-agent-configuration.json".into(),
+        FetchError::Redirect { .. } => {
+            "serve the document directly at the well-known URL; clients never follow redirects"
+                .into()
+        }
+        FetchError::Status { .. } => {
+            "serve the document with status 200 at /.well-known/user-agent-configuration.json"
+                .into()
+        }
         FetchError::BodyTooLarge { .. } => "keep the document under 64 KiB".into(),
-        FetchError::ContentEncoding { .. } => "serve the document without content-coding (or gzip)".into(),
+        FetchError::ContentEncoding { .. } => {
+            "serve the document without content-coding (or gzip)".into()
+        }
         _ => "check the server and try again".into(),
     }
 }
 
 /// Judge `report` (and `probes`, and the `expected` bytes if the provider gave them).
-pub fn check(report: &Report, probes: Option<&[ServiceProbe]>, expected: Option<&[u8]>) -> Vec<CheckFinding> {
+pub fn check(
+    report: &Report,
+    probes: Option<&[ServiceProbe]>,
+    expected: Option<&[u8]>,
+) -> Vec<CheckFinding> {
     let mut out = Vec::new();
     let host = format!("ua-auto-config.{}", report.domain);
     let primary_error = match &report.outcome {
@@ -90,24 +115,48 @@ pub fn check(report: &Report, probes: Option<&[ServiceProbe]>, expected: Option<
         Ok(_) => None,
     };
     let served = report.response.as_ref().filter(|_| {
-        report.outcome.as_ref().map_or(true, |v| v.method == crate::discovery::Method::WellKnown)
+        report
+            .outcome
+            .as_ref()
+            .map_or(true, |v| v.method == crate::discovery::Method::WellKnown)
     });
     // 1. Retrieval.
     match (served, primary_error) {
         (Some(r), _) => out.push(f(
             Verdict::Pass,
             "retrieval",
-            format!("{} served {} bytes over {} ({}), no redirect", report.url, r.bytes.len(), r.tls.version, r.tls.cipher),
+            format!(
+                "{} served {} bytes over {} ({}), no redirect",
+                report.url,
+                r.bytes.len(),
+                r.tls.version,
+                r.tls.cipher
+            ),
             None,
         )),
-        (None, Some(DiscoveryError::Fetch(e))) => out.push(f(Verdict::Fail, "retrieval", e.to_string(), Some(fetch_fix(e, &host)))),
+        (None, Some(DiscoveryError::Fetch(e))) => out.push(f(
+            Verdict::Fail,
+            "retrieval",
+            e.to_string(),
+            Some(fetch_fix(e, &host)),
+        )),
         (None, _) => {}
     }
     // 2. Content type (RET-7).
     if let Some(r) = served {
         match r.content_type.as_deref() {
-            Some(ct) if ct.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")) => {
-                out.push(f(Verdict::Pass, "content-type", format!("Content-Type: {ct}"), None));
+            Some(ct)
+                if ct
+                    .split(';')
+                    .next()
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")) =>
+            {
+                out.push(f(
+                    Verdict::Pass,
+                    "content-type",
+                    format!("Content-Type: {ct}"),
+                    None,
+                ));
             }
             other => out.push(f(
                 Verdict::Warn,
@@ -130,12 +179,25 @@ pub fn check(report: &Report, probes: Option<&[ServiceProbe]>, expected: Option<
                     out.push(f(
                         Verdict::Warn,
                         "txt",
-                        format!("valid but not in canonical form: \"{}\"{}", r.text, if r.strings > 1 { " (split into several strings)" } else { "" }),
+                        format!(
+                            "valid but not in canonical form: \"{}\"{}",
+                            r.text,
+                            if r.strings > 1 {
+                                " (split into several strings)"
+                            } else {
+                                ""
+                            }
+                        ),
                         Some(format!("publish it as one string: \"{canonical}\"")),
                     ));
                 }
                 if *matches {
-                    out.push(f(Verdict::Pass, "txt", format!("{} record matches the served bytes", record.algorithm), None));
+                    out.push(f(
+                        Verdict::Pass,
+                        "txt",
+                        format!("{} record matches the served bytes", record.algorithm),
+                        None,
+                    ));
                 } else if any_match {
                     out.push(f(
                         Verdict::Info,
@@ -144,16 +206,34 @@ pub fn check(report: &Report, probes: Option<&[ServiceProbe]>, expected: Option<
                         Some("remove it once the change is complete (DIG-13)".into()),
                     ));
                 } else if served.is_some() {
-                    out.push(f(Verdict::Fail, "txt", format!("{} record does not match the served bytes: {}", record.algorithm, r.text), None));
-                }
-            }
-            RecordVerdict::Ignored { reason } => {
-                if r.text.to_ascii_lowercase().trim_start().starts_with("v=uaac") {
                     out.push(f(
                         Verdict::Fail,
                         "txt",
-                        format!("UAAC record ignored by clients: it {reason}: \"{}\"", r.text),
-                        Some("publish \"v=UAAC1; a=sha256; d=<base64 SHA-256 of the exact bytes>\"".into()),
+                        format!(
+                            "{} record does not match the served bytes: {}",
+                            record.algorithm, r.text
+                        ),
+                        None,
+                    ));
+                }
+            }
+            RecordVerdict::Ignored { reason } => {
+                if r.text
+                    .to_ascii_lowercase()
+                    .trim_start()
+                    .starts_with("v=uaac")
+                {
+                    out.push(f(
+                        Verdict::Fail,
+                        "txt",
+                        format!(
+                            "UAAC record ignored by clients: it {reason}: \"{}\"",
+                            r.text
+                        ),
+                        Some(
+                            "publish \"v=UAAC1; a=sha256; d=<base64 SHA-256 of the exact bytes>\""
+                                .into(),
+                        ),
                     ));
                 }
             }
@@ -167,23 +247,53 @@ pub fn check(report: &Report, probes: Option<&[ServiceProbe]>, expected: Option<
             format!("the document is authentic ({} record)", v.algorithm),
             None,
         )),
-        _ => match primary_error {
-            Some(DiscoveryError::DigestMismatch { .. }) => {
-                let fix = served.map(|r| format!("publish \"{}\" (the digest of the bytes now served)", DigestRecord::for_bytes(Algorithm::Sha256, &r.bytes).render()));
-                out.push(f(Verdict::Fail, "digest", "no published record matches the served bytes: clients refuse the document", fix));
+        _ => {
+            match primary_error {
+                Some(DiscoveryError::DigestMismatch { .. }) => {
+                    let fix = served.map(|r| {
+                        format!(
+                            "publish \"{}\" (the digest of the bytes now served)",
+                            DigestRecord::for_bytes(Algorithm::Sha256, &r.bytes).render()
+                        )
+                    });
+                    out.push(f(
+                        Verdict::Fail,
+                        "digest",
+                        "no published record matches the served bytes: clients refuse the document",
+                        fix,
+                    ));
+                }
+                Some(DiscoveryError::DigestNotPublished { owner, .. }) => {
+                    let fix = served.map(|r| {
+                        format!(
+                            "publish {owner} TXT \"{}\"",
+                            DigestRecord::for_bytes(Algorithm::Sha256, &r.bytes).render()
+                        )
+                    });
+                    out.push(f(Verdict::Fail, "digest", format!("no UAAC1 record at {owner}: clients treat the domain as publishing nothing"), fix));
+                }
+                Some(DiscoveryError::DigestLookup { failure, owner }) => {
+                    out.push(f(
+                        Verdict::Fail,
+                        "digest",
+                        format!("TXT lookup at {owner} failed: {failure}"),
+                        Some("check the DNS servers".into()),
+                    ));
+                }
+                Some(DiscoveryError::InvalidDocument { error, .. }) => {
+                    out.push(f(
+                        Verdict::Fail,
+                        "document",
+                        error.to_string(),
+                        Some(
+                            "fix the document (see the path), re-render, re-publish the digest"
+                                .into(),
+                        ),
+                    ));
+                }
+                _ => {}
             }
-            Some(DiscoveryError::DigestNotPublished { owner, .. }) => {
-                let fix = served.map(|r| format!("publish {owner} TXT \"{}\"", DigestRecord::for_bytes(Algorithm::Sha256, &r.bytes).render()));
-                out.push(f(Verdict::Fail, "digest", format!("no UAAC1 record at {owner}: clients treat the domain as publishing nothing"), fix));
-            }
-            Some(DiscoveryError::DigestLookup { failure, owner }) => {
-                out.push(f(Verdict::Fail, "digest", format!("TXT lookup at {owner} failed: {failure}"), Some("check the DNS servers".into())));
-            }
-            Some(DiscoveryError::InvalidDocument { error, .. }) => {
-                out.push(f(Verdict::Fail, "document", error.to_string(), Some("fix the document (see the path), re-render, re-publish the digest".into())));
-            }
-            _ => {}
-        },
+        }
     }
     // 5. The document's own findings.
     if let Ok(v) = &report.outcome {
@@ -192,19 +302,41 @@ pub fn check(report: &Report, probes: Option<&[ServiceProbe]>, expected: Option<
                 Level::Warning => Verdict::Warn,
                 Level::Violation | Level::Dropped => Verdict::Fail,
             };
-            out.push(f(verdict, "document", format!("{}: {}", d.path, d.message), Some("change the document accordingly".into())));
+            out.push(f(
+                verdict,
+                "document",
+                format!("{}: {}", d.path, d.message),
+                Some("change the document accordingly".into()),
+            ));
         }
         if v.document.findings.is_empty() {
-            out.push(f(Verdict::Pass, "document", format!("{} service(s), no problems", v.document.config.protocols.len()), None));
+            out.push(f(
+                Verdict::Pass,
+                "document",
+                format!(
+                    "{} service(s), no problems",
+                    v.document.config.protocols.len()
+                ),
+                None,
+            ));
         }
     }
     // 6. Drift and rotation against the provider's own rendering.
     if let Some(expected) = expected {
         let live = served.map(|r| r.bytes.as_slice());
         match live {
-            Some(live) if live == expected => out.push(f(Verdict::Pass, "drift", "the served bytes are exactly the rendered ones", None)),
+            Some(live) if live == expected => out.push(f(
+                Verdict::Pass,
+                "drift",
+                "the served bytes are exactly the rendered ones",
+                None,
+            )),
             Some(live) => {
-                let at = live.iter().zip(expected).position(|(a, b)| a != b).unwrap_or(live.len().min(expected.len()));
+                let at = live
+                    .iter()
+                    .zip(expected)
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(live.len().min(expected.len()));
                 out.push(f(
                     Verdict::Warn,
                     "drift",
@@ -217,38 +349,60 @@ pub fn check(report: &Report, probes: Option<&[ServiceProbe]>, expected: Option<
         if let Some(live) = live {
             let stage = rotation_stage(report, live, expected);
             let (verdict, msg, fix) = match stage {
-                RotationStage::InStep => (Verdict::Pass, "in step: rendered bytes served, only their record published", None),
-                RotationStage::NotStarted => (Verdict::Warn, "change not started: old bytes served, new record not published", Some("step 1: publish the new record next to the old one")),
-                RotationStage::BothPublished => (Verdict::Info, "rollover stage 1 done: old and new records published, old bytes still served", Some("step 2: after the old TTL, switch the served bytes")),
-                RotationStage::NewServed => (Verdict::Info, "rollover stage 2 done: new bytes served, old record still published", Some("step 3: after the cache window, remove the old record")),
-                RotationStage::Broken => (Verdict::Fail, "the served bytes match no published record", Some("publish the record for the served bytes now")),
+                RotationStage::InStep => (
+                    Verdict::Pass,
+                    "in step: rendered bytes served, only their record published",
+                    None,
+                ),
+                RotationStage::NotStarted => (
+                    Verdict::Warn,
+                    "change not started: old bytes served, new record not published",
+                    Some("step 1: publish the new record next to the old one"),
+                ),
+                RotationStage::BothPublished => (
+                    Verdict::Info,
+                    "rollover stage 1 done: old and new records published, old bytes still served",
+                    Some("step 2: after the old TTL, switch the served bytes"),
+                ),
+                RotationStage::NewServed => (
+                    Verdict::Info,
+                    "rollover stage 2 done: new bytes served, old record still published",
+                    Some("step 3: after the cache window, remove the old record"),
+                ),
+                RotationStage::Broken => (
+                    Verdict::Fail,
+                    "the served bytes match no published record",
+                    Some("publish the record for the served bytes now"),
+                ),
             };
             out.push(f(verdict, "rotation", msg, fix.map(str::to_owned)));
         }
     }
     // 7. The MX fallback path, when the domain has MTA-STS.
-    if let Some(fb) = &report.fallback {
-        if let Some(id) = &fb.mta_sts_id {
-            match &report.outcome {
-                Ok(v) if v.method == crate::discovery::Method::MxFallback => out.push(f(
-                    Verdict::Pass,
-                    "mx-fallback",
-                    format!("configuration found through the MX hosts ({}), authorised by MTA-STS policy {id}", fb.selected.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
-                    None,
-                )),
-                Err(DiscoveryError::MxFallback { failure, .. }) => out.push(f(
-                    Verdict::Fail,
-                    "mx-fallback",
-                    failure.to_string(),
-                    Some("fix the step named above; clients use the MX hosts only when MTA-STS enforces and every best MX host serves identical verified bytes".into()),
-                )),
-                _ => out.push(f(
-                    Verdict::Info,
-                    "mx-fallback",
-                    format!("MTA-STS policy {id} present; the domain's own document takes precedence over its MX hosts"),
-                    None,
-                )),
-            }
+    if let Some((fb, id)) = report
+        .fallback
+        .as_ref()
+        .and_then(|fb| fb.mta_sts_id.as_ref().map(|id| (fb, id)))
+    {
+        match &report.outcome {
+            Ok(v) if v.method == crate::discovery::Method::MxFallback => out.push(f(
+                Verdict::Pass,
+                "mx-fallback",
+                format!("configuration found through the MX hosts ({}), authorised by MTA-STS policy {id}", fb.selected.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
+                None,
+            )),
+            Err(DiscoveryError::MxFallback { failure, .. }) => out.push(f(
+                Verdict::Fail,
+                "mx-fallback",
+                failure.to_string(),
+                Some("fix the step named above; clients use the MX hosts only when MTA-STS enforces and every best MX host serves identical verified bytes".into()),
+            )),
+            _ => out.push(f(
+                Verdict::Info,
+                "mx-fallback",
+                format!("MTA-STS policy {id} present; the domain's own document takes precedence over its MX hosts"),
+                None,
+            )),
         }
     }
     // 8. Services.
@@ -275,10 +429,22 @@ pub fn check(report: &Report, probes: Option<&[ServiceProbe]>, expected: Option<
         }
     }
     // 9. OAuth metadata: checked once sign-in support lands.
-    if let Ok(v) = &report.outcome {
-        if let Some(o) = v.document.config.authentication.as_ref().and_then(|a| a.oauth_public.as_ref()) {
-            out.push(f(Verdict::Info, "oauth", format!("issuer {} published; its metadata is not checked by this version", o.issuer), None));
-        }
+    let issuer = report
+        .outcome
+        .as_ref()
+        .ok()
+        .and_then(|v| v.document.config.authentication.as_ref())
+        .and_then(|a| a.oauth_public.as_ref());
+    if let Some(o) = issuer {
+        out.push(f(
+            Verdict::Info,
+            "oauth",
+            format!(
+                "issuer {} published; its metadata is not checked by this version",
+                o.issuer
+            ),
+            None,
+        ));
     }
     out
 }
@@ -305,14 +471,28 @@ pub fn rotation_stage(report: &Report, live: &[u8], expected: &[u8]) -> Rotation
 }
 
 /// The safe order of a change (DIG-13), for `pacc rotate`.
-pub fn rotation_plan(owner: &str, old_records: &[String], new_records: &[String], ttl: u32) -> Vec<String> {
+pub fn rotation_plan(
+    owner: &str,
+    old_records: &[String],
+    new_records: &[String],
+    ttl: u32,
+) -> Vec<String> {
     let mut steps = Vec::new();
     steps.push(format!(
         "1. Publish the new record(s) next to the old one(s) at {owner}: {}",
-        new_records.iter().map(|r| format!("\"{r}\"")).collect::<Vec<_>>().join(", ")
+        new_records
+            .iter()
+            .map(|r| format!("\"{r}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
-    steps.push(format!("2. Wait at least the old records' TTL ({ttl} s) so every resolver can see the new record."));
-    steps.push("3. Switch the served bytes (deploy the new rendering; `pacc serve` reloads on SIGHUP).".into());
+    steps.push(format!(
+        "2. Wait at least the old records' TTL ({ttl} s) so every resolver can see the new record."
+    ));
+    steps.push(
+        "3. Switch the served bytes (deploy the new rendering; `pacc serve` reloads on SIGHUP)."
+            .into(),
+    );
     steps.push(format!(
         "4. Keep both records for the longest cache window (TTL {ttl} s and HTTP caching), then remove the old one(s){}.",
         if old_records.is_empty() {
@@ -321,6 +501,9 @@ pub fn rotation_plan(owner: &str, old_records: &[String], new_records: &[String]
             format!(": {}", old_records.iter().map(|r| format!("\"{r}\"")).collect::<Vec<_>>().join(", "))
         }
     ));
-    steps.push("`pacc check <domain> --expect <description>` tells which of these stages a domain is in.".into());
+    steps.push(
+        "`pacc check <domain> --expect <description>` tells which of these stages a domain is in."
+            .into(),
+    );
     steps
 }

@@ -253,7 +253,8 @@ impl Description {
                 message,
             }
         };
-        let raw: RawFile = toml::from_str(text).map_err(|e| vec![at(e.span(), e.message().to_owned())])?;
+        let raw: RawFile =
+            toml::from_str(text).map_err(|e| vec![at(e.span(), e.message().to_owned())])?;
         let mut errors = Vec::new();
         let defaults = &raw.defaults;
         let default_algs = parse_algorithms(defaults.algorithms.as_deref(), &mut errors, &at);
@@ -271,7 +272,10 @@ impl Description {
                 match Domain::parse_discovery(s.get_ref()) {
                     Ok(dom) => {
                         if seen_domains.insert(dom.clone(), i).is_some() {
-                            errors.push(at(Some(s.span()), format!("domain {dom} is listed in two documents")));
+                            errors.push(at(
+                                Some(s.span()),
+                                format!("domain {dom} is listed in two documents"),
+                            ));
                         }
                         domains.push(dom);
                     }
@@ -309,7 +313,10 @@ impl Description {
                         Err(e) => errors.push(at(Some(v.span()), format!("{key}: {e}"))),
                     }
                 } else if v.get_ref().parse::<std::net::IpAddr>().is_ok() {
-                    errors.push(at(Some(v.span()), format!("{key}: an IP address is not allowed; give a host name (J-7)")));
+                    errors.push(at(
+                        Some(v.span()),
+                        format!("{key}: an IP address is not allowed; give a host name (J-7)"),
+                    ));
                 } else {
                     match Domain::parse(v.get_ref()) {
                         Ok(h) => services.push((key, h.to_string())),
@@ -318,31 +325,45 @@ impl Description {
                 }
             }
             if entries.iter().all(|(_, v, _)| v.is_none()) {
-                errors.push(at(None, format!("document #{}: no service in [document.services]", i + 1)));
+                errors.push(at(
+                    None,
+                    format!("document #{}: no service in [document.services]", i + 1),
+                ));
             }
-            let oauth_issuer = d.oauth_issuer.as_ref().and_then(|s| match check_issuer(s.get_ref()) {
-                Ok(()) => Some(s.get_ref().clone()),
-                Err(e) => {
-                    errors.push(at(Some(s.span()), format!("oauth_issuer: {e}")));
-                    None
-                }
-            });
+            let oauth_issuer =
+                d.oauth_issuer
+                    .as_ref()
+                    .and_then(|s| match check_issuer(s.get_ref()) {
+                        Ok(()) => Some(s.get_ref().clone()),
+                        Err(e) => {
+                            errors.push(at(Some(s.span()), format!("oauth_issuer: {e}")));
+                            None
+                        }
+                    });
             let name = d.provider.name.get_ref().trim().to_owned();
             let n = name.chars().count();
             if n == 0 || n > 60 {
-                errors.push(at(Some(d.provider.name.span()), format!("provider.name must be 1 to 60 characters (J-11), is {n}")));
+                errors.push(at(
+                    Some(d.provider.name.span()),
+                    format!("provider.name must be 1 to 60 characters (J-11), is {n}"),
+                ));
             }
             let short_name = d.provider.short_name.as_ref().map(|s| {
                 let n = s.get_ref().chars().count();
                 if n == 0 || n > 20 {
-                    errors.push(at(Some(s.span()), format!("provider.short_name must be 1 to 20 characters (J-11), is {n}")));
+                    errors.push(at(
+                        Some(s.span()),
+                        format!("provider.short_name must be 1 to 20 characters (J-11), is {n}"),
+                    ));
                 }
                 s.get_ref().clone()
             });
             let mut logos = Vec::new();
             for l in &d.provider.logo {
                 match check_url(l.url.get_ref()) {
-                    Ok((u, None)) => logos.push((u.to_string(), l.content_type.clone(), l.width, l.height)),
+                    Ok((u, None)) => {
+                        logos.push((u.to_string(), l.content_type.clone(), l.width, l.height))
+                    }
                     Ok((_, Some(w))) => errors.push(at(Some(l.url.span()), w)),
                     Err(e) => errors.push(at(Some(l.url.span()), format!("logo: {e}"))),
                 }
@@ -366,7 +387,10 @@ impl Description {
                     if c.get_ref().contains(':') && !c.get_ref().contains(char::is_whitespace) {
                         Some(c.get_ref().clone())
                     } else {
-                        errors.push(at(Some(c.span()), "contact must be a URI such as mailto:…".to_owned()));
+                        errors.push(at(
+                            Some(c.span()),
+                            "contact must be a URI such as mailto:…".to_owned(),
+                        ));
                         None
                     }
                 })
@@ -378,22 +402,35 @@ impl Description {
             let mta_sts = d.mta_sts.as_ref().and_then(|m| {
                 let mut ok = true;
                 let id = m.id.get_ref();
-                if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                    errors.push(at(Some(m.id.span()), "mta_sts.id must be 1 to 32 letters and digits".to_owned()));
+                if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_alphanumeric())
+                {
+                    errors.push(at(
+                        Some(m.id.span()),
+                        "mta_sts.id must be 1 to 32 letters and digits".to_owned(),
+                    ));
                     ok = false;
                 }
                 if !["enforce", "testing", "none"].contains(&m.mode.get_ref().as_str()) {
-                    errors.push(at(Some(m.mode.span()), "mta_sts.mode must be enforce, testing or none".to_owned()));
+                    errors.push(at(
+                        Some(m.mode.span()),
+                        "mta_sts.mode must be enforce, testing or none".to_owned(),
+                    ));
                     ok = false;
                 }
                 for p in &m.mx {
                     if MxPattern::parse(p.get_ref()).is_none() {
-                        errors.push(at(Some(p.span()), "mta_sts.mx: not a host name or *.-pattern".to_owned()));
+                        errors.push(at(
+                            Some(p.span()),
+                            "mta_sts.mx: not a host name or *.-pattern".to_owned(),
+                        ));
                         ok = false;
                     }
                 }
                 if *m.max_age.get_ref() > MAX_MAX_AGE {
-                    errors.push(at(Some(m.max_age.span()), format!("mta_sts.max_age must be at most {MAX_MAX_AGE}")));
+                    errors.push(at(
+                        Some(m.max_age.span()),
+                        format!("mta_sts.max_age must be at most {MAX_MAX_AGE}"),
+                    ));
                     ok = false;
                 }
                 ok.then(|| MtaStsPolicy {
@@ -410,7 +447,10 @@ impl Description {
                 spelling: d.spelling.or(defaults.spelling).unwrap_or_default(),
                 layout: d.layout.or(defaults.layout).unwrap_or_default(),
                 algorithms,
-                trailing_newline: d.trailing_newline.or(defaults.trailing_newline).unwrap_or(false),
+                trailing_newline: d
+                    .trailing_newline
+                    .or(defaults.trailing_newline)
+                    .unwrap_or(false),
                 services,
                 name,
                 short_name,
@@ -429,7 +469,10 @@ impl Description {
         Ok(Description {
             documents,
             ttl: defaults.ttl.unwrap_or(3600),
-            cache_control: defaults.cache_control.clone().unwrap_or_else(|| "public, max-age=300".to_owned()),
+            cache_control: defaults
+                .cache_control
+                .clone()
+                .unwrap_or_else(|| "public, max-age=300".to_owned()),
             listen: raw.serve.listen.clone(),
             cert_dir: raw.serve.cert_dir.clone(),
         })
@@ -447,7 +490,13 @@ fn parse_algorithms(
         match Algorithm::from_name(a.get_ref()) {
             Some(alg) if !out.contains(&alg) => out.push(alg),
             Some(_) => {}
-            None => errors.push(at(Some(a.span()), format!("unknown algorithm '{}' (sha256, sha512, sha3-512)", a.get_ref()))),
+            None => errors.push(at(
+                Some(a.span()),
+                format!(
+                    "unknown algorithm '{}' (sha256, sha512, sha3-512)",
+                    a.get_ref()
+                ),
+            )),
         }
     }
     out

@@ -13,7 +13,11 @@ use crate::name::Domain;
 fn value(spec: &DocumentSpec) -> Value {
     let mut protocols = Map::new();
     for (key, v) in &spec.services {
-        let key = if *key == "submit" && spec.spelling == SpellingChoice::Smtp { "smtp" } else { key };
+        let key = if *key == "submit" && spec.spelling == SpellingChoice::Smtp {
+            "smtp"
+        } else {
+            key
+        };
         let entry = if ["jmap", "caldav", "carddav", "webdav"].contains(&key) {
             serde_json::json!({ "url": v })
         } else {
@@ -23,7 +27,10 @@ fn value(spec: &DocumentSpec) -> Value {
     }
     let mut auth = Map::new();
     if let Some(issuer) = &spec.oauth_issuer {
-        auth.insert("oauth-public".into(), serde_json::json!({ "issuer": issuer }));
+        auth.insert(
+            "oauth-public".into(),
+            serde_json::json!({ "issuer": issuer }),
+        );
     }
     auth.insert("password".into(), Value::Bool(spec.password));
     let mut provider = Map::new();
@@ -166,8 +173,14 @@ impl Publication {
             self.host, self.url
         ));
         if let Some(m) = &self.mta_sts {
-            lines.push(format!("{}. {} IN TXT \"{}\"", m.txt_owner, self.ttl, m.txt));
-            lines.push(format!("; {}. must point at the server too (MTA-STS policy)", m.host));
+            lines.push(format!(
+                "{}. {} IN TXT \"{}\"",
+                m.txt_owner, self.ttl, m.txt
+            ));
+            lines.push(format!(
+                "; {}. must point at the server too (MTA-STS policy)",
+                m.host
+            ));
         }
         lines
     }

@@ -23,18 +23,38 @@ fn load(name: &str, text: &str) -> Description {
 #[test]
 fn renders_the_published_vectors() {
     for (vector, file, text) in [
-        ("TV1", "tv1.toml", include_str!("../../../../testdata/providers/tv1.toml")),
-        ("TV2", "tv2.toml", include_str!("../../../../testdata/providers/tv2.toml")),
-        ("TV3", "tv3.toml", include_str!("../../../../testdata/providers/tv3.toml")),
+        (
+            "TV1",
+            "tv1.toml",
+            include_str!("../../../../testdata/providers/tv1.toml"),
+        ),
+        (
+            "TV2",
+            "tv2.toml",
+            include_str!("../../../../testdata/providers/tv2.toml"),
+        ),
+        (
+            "TV3",
+            "tv3.toml",
+            include_str!("../../../../testdata/providers/tv3.toml"),
+        ),
     ] {
         let d = load(file, text);
         let spec = &d.documents[0];
         let bytes = render(spec);
         let p = publication(spec, &spec.domains[0], &bytes, d.ttl);
-        assert_eq!(p.sha256(), format!("v=UAAC1; a=sha256; d={}", published(vector, "sha256")), "{vector}");
+        assert_eq!(
+            p.sha256(),
+            format!("v=UAAC1; a=sha256; d={}", published(vector, "sha256")),
+            "{vector}"
+        );
         assert_eq!(render(spec), bytes, "deterministic");
         let parsed = Config::from_bytes(&bytes).unwrap();
-        assert!(parsed.findings.is_empty(), "{vector}: {:?}", parsed.findings);
+        assert!(
+            parsed.findings.is_empty(),
+            "{vector}: {:?}",
+            parsed.findings
+        );
     }
 }
 
@@ -46,20 +66,37 @@ fn extra_algorithms_and_newline() {
     );
     let d = load("x.toml", &text);
     let spec = &d.documents[0];
-    assert_eq!(spec.algorithms, [Algorithm::Sha256, Algorithm::Sha3_512, Algorithm::Sha512]);
+    assert_eq!(
+        spec.algorithms,
+        [Algorithm::Sha256, Algorithm::Sha3_512, Algorithm::Sha512]
+    );
     let bytes = render(spec);
     assert!(bytes.ends_with(b"}\n"));
     let p = publication(spec, &spec.domains[0], &bytes, 300);
-    assert_eq!(p.txt[0], format!("v=UAAC1; a=sha256; d={}", published("TV2-LF", "sha256")));
-    assert_eq!(p.txt[1], format!("v=UAAC1; a=sha3-512; d={}", published("TV2-LF", "sha3-512")));
-    assert_eq!(p.txt[2], format!("v=UAAC1; a=sha512; d={}", published("TV2-LF", "sha512")));
+    assert_eq!(
+        p.txt[0],
+        format!("v=UAAC1; a=sha256; d={}", published("TV2-LF", "sha256"))
+    );
+    assert_eq!(
+        p.txt[1],
+        format!("v=UAAC1; a=sha3-512; d={}", published("TV2-LF", "sha3-512"))
+    );
+    assert_eq!(
+        p.txt[2],
+        format!("v=UAAC1; a=sha512; d={}", published("TV2-LF", "sha512"))
+    );
     let zone = p.zone_lines();
-    assert!(zone[0].starts_with("_ua-auto-config.tv2.example.test. 300 IN TXT \"v=UAAC1; a=sha256; d="));
+    assert!(
+        zone[0].starts_with("_ua-auto-config.tv2.example.test. 300 IN TXT \"v=UAAC1; a=sha256; d=")
+    );
 }
 
 #[test]
 fn the_example_file_is_valid() {
-    let d = load("examples/provider.toml", include_str!("../../../../examples/provider.toml"));
+    let d = load(
+        "examples/provider.toml",
+        include_str!("../../../../examples/provider.toml"),
+    );
     assert_eq!(d.documents[0].domains.len(), 2);
     let bytes = render(&d.documents[0]);
     let parsed = Config::from_bytes(&bytes).unwrap();
@@ -86,11 +123,18 @@ name = "Name"
     assert_eq!(lines, [2, 3, 6, 7, 8], "{errors:?}");
     assert!(errors[0].to_string().starts_with("p.toml:2:"));
     // Unknown keys and type errors come from the TOML layer, also with positions.
-    let e = Description::parse("p.toml", "[[document]]\ndomains = [\"a.example\"]\nfrobnicate = 1\n").unwrap_err();
+    let e = Description::parse(
+        "p.toml",
+        "[[document]]\ndomains = [\"a.example\"]\nfrobnicate = 1\n",
+    )
+    .unwrap_err();
     assert_eq!(e[0].line, 3, "{e:?}");
     let e = Description::parse("p.toml", "[[document]]\ndomains = \"a.example\"\n").unwrap_err();
     assert_eq!(e[0].line, 2, "{e:?}");
     let dup = "[[document]]\ndomains=[\"a.example\"]\n[document.services]\nimap=\"i.example\"\n[document.provider]\nname=\"A\"\n[[document]]\ndomains=[\"A.example\"]\n[document.services]\nimap=\"i.example\"\n[document.provider]\nname=\"B\"\n";
     let e = Description::parse("p.toml", dup).unwrap_err();
-    assert!(e[0].message.contains("two documents") && e[0].line == 8, "{e:?}");
+    assert!(
+        e[0].message.contains("two documents") && e[0].line == 8,
+        "{e:?}"
+    );
 }

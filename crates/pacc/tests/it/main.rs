@@ -5,6 +5,7 @@
 mod discovery;
 mod fallback;
 mod probe;
+mod provider;
 
 use std::time::Duration;
 

@@ -1,0 +1,259 @@
+//! Provider commands: `render`, `serve`, `check`, `rotate`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pacc::Client;
+use pacc_proto::name::Domain;
+use pacc_proto::provider::check::{CheckFinding, Verdict, check, rotation_plan};
+use pacc_proto::provider::render::{Publication, publication, render};
+use pacc_proto::provider::{Description, DocumentSpec};
+use serde::Serialize;
+
+use crate::output::JSON_VERSION;
+use crate::{exit, report_error};
+
+/// Read and validate a description, printing every error.
+pub fn load(path: &Path) -> Result<Description, u8> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| report_error(&format!("cannot read {}: {e}", path.display())))?;
+    Description::parse(&path.display().to_string(), &text).map_err(|errors| {
+        let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        report_error(&format!(
+            "{} is not valid; nothing was rendered:\n{}",
+            path.display(),
+            all.join("\n")
+        ))
+    })
+}
+
+fn find<'a>(desc: &'a Description, domain: &str) -> Result<(&'a DocumentSpec, Domain), u8> {
+    let d = Domain::parse(domain).map_err(|e| report_error(&e.to_string()))?;
+    match desc.document_for(&d) {
+        Some(spec) => Ok((spec, d)),
+        None => Err(report_error(&format!(
+            "{d} is not listed in any [[document]] of the description"
+        ))),
+    }
+}
+
+#[derive(Serialize)]
+struct Rendered<'a> {
+    #[serde(flatten)]
+    publication: &'a Publication,
+    length: usize,
+    document: String,
+}
+
+/// `pacc render`.
+#[allow(clippy::print_stdout)]
+pub fn render_cmd(path: &Path, domain: Option<&str>, out: Option<&Path>, json: bool) -> u8 {
+    let desc = match load(path) {
+        Ok(d) => d,
+        Err(c) => return c,
+    };
+    let mut all = Vec::new();
+    for spec in &desc.documents {
+        let bytes = render(spec);
+        for d in &spec.domains {
+            if domain.is_none_or(|want| Domain::parse(want).is_ok_and(|w| &w == d)) {
+                all.push((publication(spec, d, &bytes, desc.ttl), bytes.clone()));
+            }
+        }
+    }
+    if let Some(want) = domain.filter(|_| all.is_empty()) {
+        return find(&desc, want).err().unwrap_or(exit::USAGE);
+    }
+    if json {
+        let items: Vec<Rendered<'_>> = all
+            .iter()
+            .map(|(p, b)| Rendered {
+                publication: p,
+                length: b.len(),
+                document: String::from_utf8_lossy(b).into_owned(),
+            })
+            .collect();
+        let v = serde_json::json!({ "version": JSON_VERSION, "publications": items });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return exit::OK;
+    }
+    match (domain, out) {
+        (Some(_), None) => {
+            // Exactly the bytes to serve, nothing else.
+            use std::io::Write as _;
+            let mut stdout = std::io::stdout().lock();
+            if stdout
+                .write_all(&all[0].1)
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
+                return report_error("cannot write to stdout");
+            }
+        }
+        (_, Some(file)) => {
+            if all.len() != 1 {
+                return report_error("--out needs --domain (one document at a time)");
+            }
+            if let Err(e) = std::fs::write(file, &all[0].1) {
+                return report_error(&format!("cannot write {}: {e}", file.display()));
+            }
+            println!("; {} bytes written to {}", all[0].1.len(), file.display());
+            all[0].0.zone_lines().iter().for_each(|l| println!("{l}"));
+        }
+        (None, None) => {
+            for (p, b) in &all {
+                println!("; {} — {} bytes served at {}", p.domain, b.len(), p.url);
+                p.zone_lines().iter().for_each(|l| println!("{l}"));
+            }
+        }
+    }
+    exit::OK
+}
+
+/// `pacc rotate`: the safe order for changing a domain's document (DIG-13).
+#[allow(clippy::print_stdout)]
+pub fn rotate_cmd(path: &Path, domain: &str, current: &[String]) -> u8 {
+    let desc = match load(path) {
+        Ok(d) => d,
+        Err(c) => return c,
+    };
+    let (spec, d) = match find(&desc, domain) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let bytes = render(spec);
+    let p = publication(spec, &d, &bytes, desc.ttl);
+    println!(
+        "Changing the document of {d} to the rendering of {} ({} bytes):",
+        path.display(),
+        bytes.len()
+    );
+    for step in rotation_plan(&p.txt_owner, current, &p.txt, desc.ttl) {
+        println!("  {step}");
+    }
+    exit::OK
+}
+
+#[derive(Serialize)]
+struct CheckOutput<'a> {
+    version: u32,
+    domain: &'a str,
+    ok: bool,
+    findings: &'a [CheckFinding],
+}
+
+/// `pacc check`.
+#[allow(clippy::print_stdout)]
+pub async fn check_cmd(
+    client: &Client,
+    domain: &str,
+    expect: Option<&Path>,
+    probe: bool,
+    json: bool,
+) -> u8 {
+    let d = match Domain::parse_discovery(domain) {
+        Ok(d) => d,
+        Err(e) => return report_error(&e.to_string()),
+    };
+    let expected = match expect {
+        Some(path) => match load(path) {
+            Ok(desc) => match desc.document_for(&d) {
+                Some(spec) => Some(render(spec)),
+                None => return report_error(&format!("{d} is not in {}", path.display())),
+            },
+            Err(c) => return c,
+        },
+        None => None,
+    };
+    let report = client.discover_domain(&d, &|_| {}).await;
+    let probes = match (&report.outcome, probe) {
+        (Ok(v), true) => Some(client.probe(&v.document.config, &|_| {}).await),
+        _ => None,
+    };
+    let findings = check(&report, probes.as_deref(), expected.as_deref());
+    let ok = !findings.iter().any(|f| f.verdict == Verdict::Fail);
+    if json {
+        let o = CheckOutput {
+            version: JSON_VERSION,
+            domain: d.as_str(),
+            ok,
+            findings: &findings,
+        };
+        println!("{}", serde_json::to_string_pretty(&o).unwrap_or_default());
+    } else {
+        println!("Checking {d} as a client sees it");
+        for f in &findings {
+            let tag = match f.verdict {
+                Verdict::Pass => "PASS",
+                Verdict::Info => "INFO",
+                Verdict::Warn => "WARN",
+                Verdict::Fail => "FAIL",
+            };
+            println!("{tag}  {:<12} {}", f.area, f.message);
+            if let (Some(fix), Verdict::Warn | Verdict::Fail | Verdict::Info) = (&f.fix, f.verdict)
+            {
+                println!("      {:<12} fix: {fix}", "");
+            }
+        }
+        let fails = findings
+            .iter()
+            .filter(|f| f.verdict == Verdict::Fail)
+            .count();
+        let warns = findings
+            .iter()
+            .filter(|f| f.verdict == Verdict::Warn)
+            .count();
+        println!();
+        println!("{fails} failure(s), {warns} warning(s)");
+    }
+    if ok { exit::OK } else { exit::NOT_PUBLISHED }
+}
+
+/// `pacc serve`.
+pub async fn serve_cmd(path: &Path, listen: &[SocketAddr], cert_dir: Option<&PathBuf>) -> u8 {
+    let desc = match load(path) {
+        Ok(d) => d,
+        Err(c) => return c,
+    };
+    let mut addrs: Vec<SocketAddr> = listen.to_vec();
+    if addrs.is_empty() {
+        for a in &desc.listen {
+            match a.parse() {
+                Ok(a) => addrs.push(a),
+                Err(_) => return report_error(&format!("[serve] listen: '{a}' is not IP:PORT")),
+            }
+        }
+    }
+    if addrs.is_empty() {
+        return report_error(
+            "nowhere to listen: give --listen IP:PORT or [serve] listen in the description",
+        );
+    }
+    let server =
+        match pacc::serve::Server::start(path, cert_dir.map(PathBuf::as_path), &addrs).await {
+            Ok(s) => s,
+            Err(e) => return report_error(&e.to_string()),
+        };
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return report_error("cannot install signal handlers");
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match server.reload() {
+                Ok(n) => tracing::info!(domains = n, "description reloaded"),
+                Err(e) => tracing::error!(error = %e, "reload refused; still serving the previous description"),
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("shutting down");
+    server.shutdown(Duration::from_secs(10)).await;
+    exit::OK
+}

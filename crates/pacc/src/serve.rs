@@ -1,0 +1,524 @@
+//! `pacc serve`: the well-known document over HTTPS for many domains (PV-1, PV-2, PV-7).
+//!
+//! TLS 1.3 only; the certificate is chosen by SNI; the document by `Host`
+//! (`ua-auto-config.<domain>`, and `mta-sts.<domain>` for groups that serve a policy).
+//! Exact bytes, `Content-Type: application/json`, exact `Content-Length`, a strong `ETag`
+//! and `Cache-Control`; only GET and HEAD on the well-known path; unknown hosts get 404;
+//! nothing is ever redirected. Slow clients are cut off by handshake and header deadlines.
+//! [`Server::reload`] (SIGHUP in the CLI) swaps in a new description atomically, or keeps
+//! the old one serving when the new one is broken; requests in flight finish on the state
+//! they started with.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{
+    ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, HOST, IF_NONE_MATCH,
+};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use pacc_proto::digest::Algorithm;
+use pacc_proto::discovery::WELL_KNOWN_PATH;
+use pacc_proto::provider::Description;
+use pacc_proto::provider::render::render;
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// The MTA-STS policy path (RFC 8461 §3.3).
+const MTA_STS_PATH: &str = "/.well-known/mta-sts.txt";
+/// Deadlines that keep slow clients from holding connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// For a client to finish the TLS handshake.
+    pub handshake: Duration,
+    /// For a client to send a complete request head (also while idle on keep-alive).
+    pub header: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            handshake: Duration::from_secs(10),
+            header: Duration::from_secs(10),
+        }
+    }
+}
+/// Largest request head accepted.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// Why serving could not start or a reload was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The description file is unreadable or invalid (every error, with lines).
+    #[error("{0}")]
+    Description(String),
+    /// A certificate or key could not be loaded.
+    #[error("certificate: {0}")]
+    Certificate(String),
+    /// A listening socket could not be opened.
+    #[error("cannot listen on {addr}: {error}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+struct Served {
+    body: Bytes,
+    content_type: &'static str,
+    etag: String,
+    cache_control: String,
+}
+
+/// Everything one version of the description serves.
+struct State {
+    by_host: HashMap<String, Arc<Served>>,
+    certs: HashMap<String, Arc<CertifiedKey>>,
+    /// For clients that send no SNI (or an IP address): the first document's certificate,
+    /// as a web server's default virtual host would.
+    default_cert: Option<Arc<CertifiedKey>>,
+    domains: usize,
+}
+
+impl State {
+    fn load(path: &Path, cert_dir_override: Option<&Path>) -> Result<State, ServeError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ServeError::Description(format!("cannot read {}: {e}", path.display())))?;
+        let desc = Description::parse(&path.display().to_string(), &text).map_err(|errors| {
+            ServeError::Description(
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut by_host = HashMap::new();
+        let mut certs = HashMap::new();
+        let mut domains = 0;
+        for spec in &desc.documents {
+            let bytes = Bytes::from(render(spec));
+            let etag = format!(
+                "\"{}\"",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(Algorithm::Sha256.digest(&bytes))
+            );
+            let doc = Arc::new(Served {
+                body: bytes,
+                content_type: "application/json",
+                etag,
+                cache_control: desc.cache_control.clone(),
+            });
+            let policy = spec.mta_sts.as_ref().map(|m| {
+                let text = Bytes::from(m.render());
+                let etag = format!(
+                    "\"{}\"",
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .encode(Algorithm::Sha256.digest(&text))
+                );
+                Arc::new(Served {
+                    body: text,
+                    content_type: "text/plain",
+                    etag,
+                    cache_control: desc.cache_control.clone(),
+                })
+            });
+            let key = match &spec.tls {
+                Some((cert, key)) => Some(load_pair(&base.join(cert), &base.join(key))?),
+                None => None,
+            };
+            for d in &spec.domains {
+                domains += 1;
+                let host = format!("ua-auto-config.{d}");
+                by_host.insert(host.clone(), doc.clone());
+                if let Some(k) = &key {
+                    certs.insert(host, k.clone());
+                }
+                if let Some(p) = &policy {
+                    let host = format!("mta-sts.{d}");
+                    by_host.insert(host.clone(), p.clone());
+                    if let Some(k) = &key {
+                        certs.insert(host, k.clone());
+                    }
+                }
+            }
+        }
+        let dir = cert_dir_override
+            .map(Path::to_path_buf)
+            .or_else(|| desc.cert_dir.as_ref().map(|d| base.join(d)));
+        if let Some(dir) = dir {
+            for (name, key) in load_cert_dir(&dir)? {
+                certs.entry(name).or_insert(key);
+            }
+        }
+        let default_cert = desc
+            .documents
+            .first()
+            .and_then(|d| d.domains.first())
+            .and_then(|d| lookup(&certs, &format!("ua-auto-config.{d}")));
+        for host in by_host.keys() {
+            if lookup(&certs, host).is_none() {
+                return Err(ServeError::Certificate(format!(
+                    "no certificate covers {host} (add [document.tls] or a PEM file to the certificate directory)"
+                )));
+            }
+        }
+        Ok(State {
+            by_host,
+            certs,
+            default_cert,
+            domains,
+        })
+    }
+}
+
+fn lookup(certs: &HashMap<String, Arc<CertifiedKey>>, host: &str) -> Option<Arc<CertifiedKey>> {
+    certs.get(host).cloned().or_else(|| {
+        let (_, parent) = host.split_once('.')?;
+        certs.get(&format!("*.{parent}")).cloned()
+    })
+}
+
+fn certified(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    what: &str,
+) -> Result<Arc<CertifiedKey>, ServeError> {
+    let provider = rustls::crypto::ring::default_provider();
+    CertifiedKey::from_der(chain, key, &provider)
+        .map(Arc::new)
+        .map_err(|e| ServeError::Certificate(format!("{what}: {e}")))
+}
+
+fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, ServeError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect())
+        .map_err(|e| ServeError::Certificate(format!("{}: {e}", cert.display())))?;
+    if chain.is_empty() {
+        return Err(ServeError::Certificate(format!(
+            "{}: no certificate",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ServeError::Certificate(format!("{}: {e}", key.display())))?;
+    certified(chain, key, &cert.display().to_string())
+}
+
+/// Every `*.pem` in `dir` holds a chain and its key; index it by the certificate's DNS names.
+fn load_cert_dir(dir: &Path) -> Result<Vec<(String, Arc<CertifiedKey>)>, ServeError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| ServeError::Certificate(format!("{}: {e}", dir.display())))?;
+    let mut out = Vec::new();
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pem"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&path)
+            .and_then(|i| i.collect())
+            .map_err(|e| ServeError::Certificate(format!("{}: {e}", path.display())))?;
+        let Some(leaf) = chain.first() else { continue };
+        let key = PrivateKeyDer::from_pem_file(&path).map_err(|e| {
+            ServeError::Certificate(format!("{}: no private key: {e}", path.display()))
+        })?;
+        let names = dns_names(leaf);
+        let k = certified(chain, key, &path.display().to_string())?;
+        out.extend(names.into_iter().map(|n| (n, k.clone())));
+    }
+    Ok(out)
+}
+
+fn dns_names(cert: &CertificateDer<'_>) -> Vec<String> {
+    let Ok((_, c)) = x509_parser::parse_x509_certificate(cert) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = c.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[derive(Debug)]
+struct Resolver(Arc<RwLock<Arc<State>>>);
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let state = self.0.read().ok()?.clone();
+        match hello.server_name() {
+            Some(name) => lookup(&state.certs, &name.to_ascii_lowercase()),
+            None => state.default_cert.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("hosts", &self.by_host.len())
+            .finish()
+    }
+}
+
+/// A running provider server.
+pub struct Server {
+    description: PathBuf,
+    cert_dir: Option<PathBuf>,
+    state: Arc<RwLock<Arc<State>>>,
+    addrs: Vec<SocketAddr>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Server {
+    /// Load `description` (and certificates) and listen on `listen`, with default limits.
+    pub async fn start(
+        description: &Path,
+        cert_dir: Option<&Path>,
+        listen: &[SocketAddr],
+    ) -> Result<Server, ServeError> {
+        Self::start_with(description, cert_dir, listen, Limits::default()).await
+    }
+
+    /// As [`Server::start`], with explicit [`Limits`].
+    pub async fn start_with(
+        description: &Path,
+        cert_dir: Option<&Path>,
+        listen: &[SocketAddr],
+        limits: Limits,
+    ) -> Result<Server, ServeError> {
+        let state = Arc::new(RwLock::new(Arc::new(State::load(description, cert_dir)?)));
+        let mut config =
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .map_err(|e| ServeError::Certificate(e.to_string()))?
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(Resolver(state.clone())));
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let (shutdown, _) = tokio::sync::watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut addrs = Vec::new();
+        for addr in listen {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|error| ServeError::Listen { addr: *addr, error })?;
+            addrs.push(listener.local_addr().unwrap_or(*addr));
+            tasks.spawn(accept_loop(
+                listener,
+                acceptor.clone(),
+                state.clone(),
+                shutdown.subscribe(),
+                limits,
+            ));
+        }
+        tracing::info!(
+            domains = state.read().map(|s| s.domains).unwrap_or(0),
+            ?addrs,
+            "serving"
+        );
+        Ok(Server {
+            description: description.to_path_buf(),
+            cert_dir: cert_dir.map(Path::to_path_buf),
+            state,
+            addrs,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The bound addresses.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Re-read the description and certificates. On success the new state serves every new
+    /// request; on failure the old one keeps serving and the error is returned.
+    pub fn reload(&self) -> Result<usize, ServeError> {
+        let new = State::load(&self.description, self.cert_dir.as_deref())?;
+        let domains = new.domains;
+        if let Ok(mut s) = self.state.write() {
+            *s = Arc::new(new);
+        }
+        tracing::info!(domains, "reloaded");
+        Ok(domains)
+    }
+
+    /// Stop accepting, let open connections finish (at most `grace`), then return.
+    pub async fn shutdown(mut self, grace: Duration) {
+        let _ = self.shutdown.send(true);
+        let _ = tokio::time::timeout(grace, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        self.tasks.abort_all();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    state: Arc<RwLock<Arc<State>>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    limits: Limits,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, state) = (acceptor.clone(), state.clone());
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header)
+            .max_buf_size(MAX_HEAD)
+            .keep_alive(true);
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let svc = service_fn(move |req| {
+                let state = state.read().ok().map(|s| Arc::clone(&s));
+                async move { Ok::<_, std::convert::Infallible>(answer(req, state)) }
+            });
+            let conn = builder.serve_connection(TokioIo::new(tls), svc);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "connection ended");
+            }
+        });
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain"),
+    );
+    r
+}
+
+fn answer(req: Request<Incoming>, state: Option<Arc<State>>) -> Response<Full<Bytes>> {
+    let Some(state) = state else {
+        return plain(StatusCode::INTERNAL_SERVER_ERROR, "unavailable\n");
+    };
+    let host = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())
+        .map(|h| {
+            h.rsplit_once(':').map_or(h, |(n, p)| {
+                if p.bytes().all(|b| b.is_ascii_digit()) {
+                    n
+                } else {
+                    h
+                }
+            })
+        })
+        .map(|h| h.trim_end_matches('.').to_ascii_lowercase());
+    let Some(served) = host.as_deref().and_then(|h| state.by_host.get(h)) else {
+        return plain(StatusCode::NOT_FOUND, "unknown host\n");
+    };
+    let path = if served.content_type == "text/plain" {
+        MTA_STS_PATH
+    } else {
+        WELL_KNOWN_PATH
+    };
+    if req.uri().path() != path {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
+    }
+    let head = req.method() == Method::HEAD;
+    if !head && req.method() != Method::GET {
+        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+        r.headers_mut()
+            .insert(ALLOW, hyper::header::HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let not_modified = req
+        .headers()
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == served.etag || t.trim() == "*")
+        });
+    let body = if head || not_modified {
+        Bytes::new()
+    } else {
+        served.body.clone()
+    };
+    let mut r = Response::new(Full::new(body));
+    if not_modified {
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+    }
+    let h = r.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(served.content_type),
+    );
+    if !not_modified {
+        h.insert(
+            CONTENT_LENGTH,
+            hyper::header::HeaderValue::from(served.body.len()),
+        );
+    }
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&served.etag) {
+        h.insert(ETAG, v);
+    }
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&served.cache_control) {
+        h.insert(CACHE_CONTROL, v);
+    }
+    h.insert(
+        "access-control-allow-origin",
+        hyper::header::HeaderValue::from_static("*"),
+    );
+    r
+}
