@@ -43,6 +43,7 @@
 //! assert!(report.outcome.is_ok());
 //! ```
 
+pub mod auth;
 pub mod digest;
 pub mod discovery;
 pub mod document;

@@ -10,18 +10,35 @@ use std::sync::atomic::{AtomicU32, Ordering};
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// Candidate addresses in 127.16.0.0 – 127.255.255.254, starting at a per-process offset.
-pub(crate) fn candidates() -> impl Iterator<Item = Ipv4Addr> {
+///
+/// With `PACC_TESTBED_NET=a.b.c` (a /24 the caller has made local, e.g. inside the latency
+/// benchmark's network namespace) the candidates are `a.b.c.2` … `a.b.c.254` instead.
+pub(crate) fn candidates() -> Box<dyn Iterator<Item = Ipv4Addr>> {
+    if let Some(net) = std::env::var("PACC_TESTBED_NET").ok().and_then(|n| {
+        let p: Vec<u8> = n.split('.').filter_map(|x| x.parse().ok()).collect();
+        (p.len() == 3).then(|| [p[0], p[1], p[2]])
+    }) {
+        return Box::new(
+            std::iter::repeat_with(move || {
+                let n = NEXT.fetch_add(1, Ordering::Relaxed);
+                Ipv4Addr::new(net[0], net[1], net[2], (2 + n % 253) as u8)
+            })
+            .take(253),
+        );
+    }
     // Spread processes apart; within a process, hand out addresses in sequence.
     let base = (std::process::id().wrapping_mul(7919)) % 2_000_000;
-    std::iter::repeat_with(move || {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let offset = (base + n) % (240 * 65_536);
-        let v = (16u32 << 16) + offset;
-        let [_, a, b, c] = v.to_be_bytes();
-        // Avoid .0 and .255 host parts, which some stacks treat specially.
-        Ipv4Addr::new(127, a, b, c.clamp(1, 254))
-    })
-    .take(100_000)
+    Box::new(
+        std::iter::repeat_with(move || {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let offset = (base + n) % (240 * 65_536);
+            let v = (16u32 << 16) + offset;
+            let [_, a, b, c] = v.to_be_bytes();
+            // Avoid .0 and .255 host parts, which some stacks treat specially.
+            Ipv4Addr::new(127, a, b, c.clamp(1, 254))
+        })
+        .take(100_000),
+    )
 }
 
 /// Bind a TCP listener on a fresh loopback address at `port`.
