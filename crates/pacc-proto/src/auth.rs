@@ -3,6 +3,7 @@
 //! and time are passed in.
 
 pub mod gate;
+pub mod login;
 pub mod oauth;
 pub mod pkce;
 pub mod sasl;
