@@ -430,7 +430,7 @@ impl Cyrus {
         );
         write(&d.join("imapd.conf"), &conf)?;
         let master = format!(
-            "START {{\n  recover cmd=\"ctl_cyrusdb -r -C {d}/imapd.conf\"\n}}\nSERVICES {{\n  https cmd=\"httpd -s -C {d}/imapd.conf\" listen=\"{ip}:443\" prefork=0 maxchild=10\n}}\nEVENTS {{\n}}\nDAEMON {{\n}}\n",
+            "START {{\n  recover cmd=\"ctl_cyrusdb -r -C {d}/imapd.conf\"\n}}\nSERVICES {{\n  lmtpunix cmd=\"lmtpd -C {d}/imapd.conf\" listen=\"{d}/run/lmtp\" prefork=0 maxchild=5\n  https cmd=\"httpd -s -C {d}/imapd.conf\" listen=\"{ip}:443\" prefork=0 maxchild=10\n}}\nEVENTS {{\n}}\nDAEMON {{\n}}\n",
             d = d.display()
         );
         write(&d.join("cyrus.conf"), &master)?;
@@ -481,6 +481,29 @@ impl Cyrus {
         )?;
         let me = Cyrus { ip, dir };
         wait_ports(ip, &[443], "cyrus", &log).await?;
+        // JMAP needs each user's mailbox: deliver one message through lmtpd to create it.
+        let lmtp = me.dir.path().join("run/lmtp");
+        for _ in 0..100 {
+            if lmtp.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for (user, _) in USERS {
+            let mut child = Command::new("su")
+                .args(["-s", "/bin/sh", "cyrus", "-c"])
+                .arg(format!("/usr/lib/cyrus/bin/deliver -C {}/imapd.conf {user}", me.dir.path().display()))
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .map_err(TestbedError::Io)?;
+            if let Some(mut stdin) = child.stdin.take() {
+                use std::io::Write as _;
+                let _ = stdin.write_all(b"From: setup@example.test\r\nSubject: welcome\r\n\r\nhi\r\n");
+            }
+            child.wait().map_err(TestbedError::Io)?;
+        }
         Ok(me)
     }
 

@@ -35,6 +35,7 @@ mod dns;
 mod https;
 mod probe;
 pub mod serve;
+pub mod signin;
 mod tls;
 
 use std::path::Path;
@@ -276,6 +277,34 @@ impl Client {
             timeouts: &self.timeouts,
         };
         probe::probe_all(&ctx, config, self.timeouts.overall, on_result).await
+    }
+
+    /// Sign in to every service `choices` selected, concurrently, within the overall
+    /// deadline: only to hosts `confirmed` names (SEC-1), only over verified TLS (W-4), with
+    /// the full address as username (W-1), once each (V-4).
+    pub async fn sign_in(
+        &self,
+        config: &pacc_proto::document::Config,
+        choices: &[pacc_proto::auth::select::Choice],
+        username: &str,
+        credentials: &signin::Credentials,
+        confirmed: &pacc_proto::auth::gate::Confirmed,
+    ) -> Vec<signin::Validation> {
+        let ctx = https::FetchContext {
+            dns: &self.dns,
+            anchors: &self.anchors,
+            timeouts: &self.timeouts,
+        };
+        signin::sign_in_all(
+            &ctx,
+            config,
+            choices,
+            username,
+            credentials,
+            confirmed,
+            self.timeouts.overall,
+        )
+        .await
     }
 
     async fn perform(

@@ -114,11 +114,29 @@ async fn probe_text(
             "{kind} is not a text protocol"
         ))));
     };
+    let tls_details = run_dialogue(ctx, machine.as_mut(), host, port, mode, deadline).await?;
+    let caps = machine.outcome().map_err(ProbeError::Protocol)?;
+    let usable = usable::text(kind, &caps, auth);
+    Ok((tls_details, Offered::Text(caps), usable))
+}
+
+/// Connect to `host:port`, start TLS as `mode` says (certificate verified for `host`, TLS
+/// 1.2+; for STARTTLS only after the machine asked, refusing data sent in clear after the
+/// server's reply), and run `machine` until it closes. The machine's `outcome` then says
+/// what happened; this returns the TLS session it ran over.
+pub(crate) async fn run_dialogue(
+    ctx: &FetchContext<'_>,
+    machine: &mut dyn LineProbe,
+    host: &Domain,
+    port: u16,
+    mode: TlsMode,
+    deadline: Instant,
+) -> Result<TlsDetails, ProbeError> {
     let tcp = connect_tcp(ctx, host, port, deadline)
         .await
         .map_err(ProbeError::Connection)?;
     let step = step_deadline(ctx, deadline);
-    let (tls_details, outcome) = match mode {
+    match mode {
         TlsMode::Implicit => {
             let tls = upgrade(ctx, tcp, host, false, &[], deadline)
                 .await
@@ -126,28 +144,23 @@ async fn probe_text(
             let d = details(tls.get_ref().1);
             let mut reader = BufReader::new(tls);
             let first = machine.start();
-            match drive(machine.as_mut(), &mut reader, first, host, &step).await? {
-                Ended::Closed => (d, machine.outcome()),
-                Ended::StartTls => {
-                    return Err(ProbeError::Protocol(ProtocolError::new(
-                        "unexpected STARTTLS on implicit TLS",
-                    )));
-                }
+            match drive(machine, &mut reader, first, host, &step).await? {
+                Ended::Closed => Ok(d),
+                Ended::StartTls => Err(ProbeError::Protocol(ProtocolError::new(
+                    "unexpected STARTTLS on implicit TLS",
+                ))),
             }
         }
         TlsMode::StartTls => {
             // the plain phase only reads the capability list and asks for STARTTLS.
             let mut plain = BufReader::new(tcp);
             let first = machine.start();
-            match drive(machine.as_mut(), &mut plain, first, host, &step).await? {
-                Ended::Closed => {
-                    return Err(ProbeError::Protocol(
-                        machine.outcome().err().unwrap_or_else(|| {
-                            ProtocolError::new("the server ended the session before STARTTLS")
-                        }),
-                    ));
-                }
-                Ended::StartTls => {}
+            if let Ended::Closed = drive(machine, &mut plain, first, host, &step).await? {
+                return Err(ProbeError::Protocol(
+                    machine.outcome().err().unwrap_or_else(|| {
+                        ProtocolError::new("the server ended the session before STARTTLS")
+                    }),
+                ));
             }
             let pending = plain.buffer().len();
             if pending > 0 {
@@ -159,19 +172,14 @@ async fn probe_text(
             let d = details(tls.get_ref().1);
             let mut reader = BufReader::new(tls);
             let next = machine.on_tls();
-            match drive(machine.as_mut(), &mut reader, next, host, &step).await? {
-                Ended::Closed => (d, machine.outcome()),
-                Ended::StartTls => {
-                    return Err(ProbeError::Protocol(ProtocolError::new(
-                        "STARTTLS asked twice",
-                    )));
-                }
+            match drive(machine, &mut reader, next, host, &step).await? {
+                Ended::Closed => Ok(d),
+                Ended::StartTls => Err(ProbeError::Protocol(ProtocolError::new(
+                    "STARTTLS asked twice",
+                ))),
             }
         }
-    };
-    let caps = outcome.map_err(ProbeError::Protocol)?;
-    let usable = usable::text(kind, &caps, auth);
-    Ok((tls_details, Offered::Text(caps), usable))
+    }
 }
 
 /// Each read or write must finish within this much time (P-8), and before the deadline.
@@ -256,6 +264,40 @@ async fn probe_http(
     auth: Option<&Authentication>,
     deadline: Instant,
 ) -> Result<Probed, ProbeError> {
+    let (status, headers, d) = http_request(ctx, kind, url, None, deadline).await?;
+    let all = |name| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .collect()
+    };
+    let www = all(WWW_AUTHENTICATE);
+    let dav = all(hyper::header::HeaderName::from_static("dav"));
+    let location = all(LOCATION).into_iter().next();
+    let caps = probe::http::evaluate(
+        url.host().as_str(),
+        status,
+        &www,
+        (!dav.is_empty()).then(|| dav.join(", ")),
+        location.as_deref(),
+    )
+    .map_err(ProbeError::Protocol)?;
+    let usable = usable::http(&caps, auth);
+    Ok((d, Offered::Http(caps), usable))
+}
+
+/// One request to an HTTP service (P-6: JMAP `GET` of the session resource; DAV `PROPFIND`
+/// depth 0 on the context path), optionally with an `Authorization` value. Returns status,
+/// headers and the TLS session; the body is not read.
+pub(crate) async fn http_request(
+    ctx: &FetchContext<'_>,
+    kind: ServiceKind,
+    url: &HttpsUrl,
+    authorization: Option<&pacc_proto::auth::Secret>,
+    deadline: Instant,
+) -> Result<(u16, hyper::HeaderMap, TlsDetails), ProbeError> {
     let host = url.host();
     let tcp = connect_tcp(ctx, host, 443, deadline)
         .await
@@ -286,7 +328,6 @@ async fn probe_http(
     let _driver = crate::https::AbortOnDrop(tokio::spawn(async move {
         let _ = conn.await;
     }));
-    // P-6: JMAP GET of the session resource; DAV PROPFIND depth 0 on the context path.
     let method = if kind == ServiceKind::Jmap {
         "GET"
     } else {
@@ -300,6 +341,9 @@ async fn probe_http(
     if kind != ServiceKind::Jmap {
         request = request.header("Depth", "0").header("Content-Length", "0");
     }
+    if let Some(a) = authorization {
+        request = request.header(hyper::header::AUTHORIZATION, a.expose());
+    }
     let request = request
         .body(Empty::<Bytes>::new())
         .map_err(|e| ProbeError::Protocol(ProtocolError(e.to_string())))?;
@@ -309,28 +353,7 @@ async fn probe_http(
             stage: format!("HTTP response from {host}"),
         })?
         .map_err(conn_err)?;
-    let headers = response.headers();
-    let all = |name| -> Vec<String> {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .collect()
-    };
-    let www = all(WWW_AUTHENTICATE);
-    let dav = all(hyper::header::HeaderName::from_static("dav"));
-    let location = all(LOCATION).into_iter().next();
-    let caps = probe::http::evaluate(
-        host.as_str(),
-        response.status().as_u16(),
-        &www,
-        (!dav.is_empty()).then(|| dav.join(", ")),
-        location.as_deref(),
-    )
-    .map_err(ProbeError::Protocol)?;
-    let usable = usable::http(&caps, auth);
-    Ok((d, Offered::Http(caps), usable))
+    Ok((response.status().as_u16(), response.headers().clone(), d))
 }
 
 /// Probe every service of `config` concurrently under one deadline, reporting each result

@@ -385,7 +385,20 @@ impl LineProbe for Login {
                     return self.finish(LoginOutcome::Ok, b"a2 LOGOUT\r\n");
                 }
                 if text.starts_with("a1 ") {
-                    return self.fail(classify_imap(&text), raw, b"a2 LOGOUT\r\n");
+                    // V-3: a refusal of a mechanism the server never advertised is a
+                    // mechanism problem, whatever code it carries.
+                    let advertised = self.mechanism == "IMAP-LOGIN"
+                        || self.caps.has(&format!("AUTH={}", self.mechanism));
+                    let class = if !advertised
+                        || text
+                            .to_ascii_lowercase()
+                            .contains("unsupported authentication mechanism")
+                    {
+                        FailureClass::Mechanism
+                    } else {
+                        classify_imap(&text)
+                    };
+                    return self.fail(class, raw, b"a2 LOGOUT\r\n");
                 }
                 Action::read()
             }
@@ -583,12 +596,34 @@ mod tests {
             ("a1 BAD unknown mechanism", FailureClass::Mechanism),
         ] {
             let mut l = Login::new(ServiceKind::Imap, "h", 993, "PLAIN", "a@b", pw());
-            let _ = run(&mut l, &["* OK [CAPABILITY IMAP4rev1 SASL-IR] hi", reply]);
+            let _ = run(
+                &mut l,
+                &["* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] hi", reply],
+            );
             assert!(
                 matches!(l.result().unwrap(), LoginOutcome::Failed { class: c, .. } if c == class),
                 "{reply}"
             );
         }
+    }
+
+    #[test]
+    fn imap_unadvertised_mechanism_is_a_mechanism_failure() {
+        let mut l = Login::new(ServiceKind::Imap, "h", 993, "CRAM-MD5", "a@b", pw());
+        let _ = run(
+            &mut l,
+            &[
+                "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi",
+                "a1 NO [AUTHENTICATIONFAILED] nope",
+            ],
+        );
+        assert!(matches!(
+            l.result().unwrap(),
+            LoginOutcome::Failed {
+                class: FailureClass::Mechanism,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod discovery;
 mod fallback;
 mod probe;
 mod provider;
+mod signin;
 
 use std::time::Duration;
 
