@@ -5,6 +5,7 @@ mod output;
 mod probe_cmd;
 mod progress;
 mod provider_cmd;
+mod setup_cmd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +34,10 @@ pub mod exit {
     pub const TEMPORARY: u8 = 4;
     /// `pacc probe`: some service is unreachable or offers nothing the document allows.
     pub const SERVICE_UNUSABLE: u8 = 5;
+    /// `pacc setup`: signing in failed for some service.
+    pub const SIGN_IN_FAILED: u8 = 6;
+    /// `pacc setup`: the hosts were not confirmed; nothing was sent.
+    pub const NOT_CONFIRMED: u8 = 7;
 }
 
 const EXIT_CODES: &str = "\
@@ -52,6 +57,17 @@ Exit codes:
   3  integrity or security failure of the configuration
   4  temporary failure of discovery: try again later
   5  some service is unreachable, failed TLS, or offers no mechanism the provider allows";
+
+const SETUP_EXIT_CODES: &str = "\
+Exit codes:
+  0  every selected service signed in
+  1  nothing published for this domain
+  2  usage or runtime error
+  3  integrity or security failure of the configuration
+  4  temporary failure of discovery
+  5  no service can be signed in to
+  6  signing in failed for some service (see its class)
+  7  not confirmed: nothing was sent";
 
 /// Set up mail, calendar and contacts from an email address, securely (PACC,
 /// draft-ietf-mailmaint-pacc).
@@ -90,6 +106,35 @@ enum Command {
     /// Example: pacc probe alice@example.com
     #[command(after_help = PROBE_EXIT_CODES)]
     Probe(DiscoverArgs),
+    /// Set up an account: discover, probe, confirm the servers, sign in, and print the
+    /// working configuration.
+    ///
+    /// Shows every host that would receive your password, grouped by registrable domain, and
+    /// asks before anything is sent (or takes --accept-domains listing exactly those domains).
+    /// The username is the full address. Each service is signed in to once (no retries), and
+    /// failures are classified: credentials, mechanism, account, authorization, temporary,
+    /// transport. OAuth sign-in is not available in this version: services that accept only
+    /// OAuth are skipped with a reason.
+    ///
+    /// Example: pacc setup alice@example.com
+    #[command(after_help = SETUP_EXIT_CODES)]
+    Setup {
+        /// The email address (also the username).
+        email: String,
+        /// Non-interactive confirmation: exactly the registrable domains shown, comma-separated.
+        #[arg(long, value_name = "DOMAINS", value_delimiter = ',')]
+        accept_domains: Option<Vec<String>>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Read the password from this environment variable.
+        #[arg(long, value_name = "VAR", conflicts_with = "password_stdin")]
+        password_env: Option<String>,
+        #[command(flatten)]
+        network: NetworkArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// Render a provider description: the exact bytes to serve and the DNS records.
     ///
     /// Without --domain, prints zone-file lines for every domain (the _ua-auto-config TXT
@@ -297,6 +342,33 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Discover(args) => discover(args).await,
             Command::Probe(args) => probe(args).await,
+            Command::Setup {
+                email,
+                accept_domains,
+                password_stdin,
+                password_env,
+                network,
+                output,
+            } => {
+                init_logging(output.verbose);
+                match prepare(&email, &network) {
+                    Ok((address, client)) => {
+                        let source = setup_cmd::PasswordSource {
+                            stdin: password_stdin,
+                            env: password_env,
+                        };
+                        setup_cmd::run(
+                            &client,
+                            &address,
+                            accept_domains.as_deref(),
+                            &source,
+                            output.json,
+                        )
+                        .await
+                    }
+                    Err(code) => code,
+                }
+            }
             Command::Render {
                 description,
                 domain,

@@ -599,3 +599,122 @@ async fn serve_reload_check_and_render_as_processes() {
     .await;
     assert_eq!(out.status.code(), Some(1));
 }
+
+async fn pacc_stdin(args: &[&str], input: &str) -> Output {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = tokio::process::Command::new(PACC)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    child.wait_with_output().await.unwrap()
+}
+
+#[tokio::test]
+async fn setup_with_a_password_non_interactively() {
+    use pacc_testbed::peers::{self, Dovecot, Radicale};
+    if !["dovecot", "radicale"].iter().all(|p| peers::available(p)) {
+        eprintln!("SKIPPED: needs dovecot and radicale (.ci/run installs them)");
+        return;
+    }
+    let tb = Testbed::start().await.unwrap();
+    let dovecot = Dovecot::start(&tb, &["imap.example.test", "pop.example.test"])
+        .await
+        .unwrap();
+    let radicale = Radicale::start(&tb, &["dav.example.test"]).await.unwrap();
+    tb.dns
+        .add_a("imap.example.test", dovecot.ip())
+        .await
+        .unwrap();
+    tb.dns
+        .add_a("pop.example.test", dovecot.ip())
+        .await
+        .unwrap();
+    tb.dns
+        .add_a("dav.example.test", radicale.ip())
+        .await
+        .unwrap();
+    let doc = br#"{"protocols":{"imap":{"host":"imap.example.test"},"pop3":{"host":"pop.example.test"},"caldav":{"url":"https://dav.example.test/alice@example.test/"}},"authentication":{"password":true},"info":{"provider":{"name":"Setup"}}}"#;
+    let _p = tb.provider("example.test", doc).await.unwrap();
+    let dns = tb.dns_addr().to_string();
+    let ca = tb.ca_file().to_str().unwrap().to_owned();
+    let base = [
+        "setup",
+        "alice@example.test",
+        "--dns",
+        &dns,
+        "--ca-file",
+        &ca,
+        "--password-stdin",
+        "--json",
+    ];
+
+    // The wrong domains: nothing is sent.
+    let mut args = base.to_vec();
+    args.extend(["--accept-domains", "example.com"]);
+    let out = pacc_stdin(&args, "alice-secret\n").await;
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["confirmation"]["groups"][0]["domain"], "example.test");
+    assert!(v["validations"].as_array().unwrap().is_empty());
+    // No confirmation at all (not a terminal, no --accept-domains): nothing is sent either.
+    let out = pacc_stdin(&base, "alice-secret\n").await;
+    assert_eq!(out.status.code(), Some(7));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let log = std::fs::read_to_string(dovecot.dir().join("dovecot.log")).unwrap_or_default();
+    assert!(
+        !log.contains("user=<alice@example.test>"),
+        "no sign-in reached Dovecot before confirmation:\n{log}"
+    );
+
+    // Confirmed: every service works and the account description lists them.
+    let mut args = base.to_vec();
+    args.extend(["--accept-domains", "example.test"]);
+    let out = pacc_stdin(&args, "alice-secret\n").await;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    let accounts = v["accounts"].as_array().unwrap();
+    assert_eq!(accounts.len(), 3);
+    let imap = accounts.iter().find(|a| a["service"] == "imap").unwrap();
+    assert_eq!(
+        (
+            imap["host"].as_str(),
+            imap["port"].as_u64(),
+            imap["username"].as_str()
+        ),
+        (
+            Some("imap.example.test"),
+            Some(993),
+            Some("alice@example.test")
+        )
+    );
+    assert_eq!(imap["mechanism"], "PLAIN");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("alice-secret"),
+        "the password never appears in the output"
+    );
+
+    // A wrong password: exit 6, the credentials class.
+    let out = pacc_stdin(&args, "wrong\n").await;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(6), "{v}");
+    assert!(
+        v["validations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["class"] == "credentials"),
+        "{v}"
+    );
+}

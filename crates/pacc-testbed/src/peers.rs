@@ -492,7 +492,10 @@ impl Cyrus {
         for (user, _) in USERS {
             let mut child = Command::new("su")
                 .args(["-s", "/bin/sh", "cyrus", "-c"])
-                .arg(format!("/usr/lib/cyrus/bin/deliver -C {}/imapd.conf {user}", me.dir.path().display()))
+                .arg(format!(
+                    "/usr/lib/cyrus/bin/deliver -C {}/imapd.conf {user}",
+                    me.dir.path().display()
+                ))
                 .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
@@ -500,7 +503,8 @@ impl Cyrus {
                 .map_err(TestbedError::Io)?;
             if let Some(mut stdin) = child.stdin.take() {
                 use std::io::Write as _;
-                let _ = stdin.write_all(b"From: setup@example.test\r\nSubject: welcome\r\n\r\nhi\r\n");
+                let _ =
+                    stdin.write_all(b"From: setup@example.test\r\nSubject: welcome\r\n\r\nhi\r\n");
             }
             child.wait().map_err(TestbedError::Io)?;
         }

@@ -69,7 +69,8 @@ pub fn choose(
     prefer_password: bool,
 ) -> Vec<Choice> {
     let auth = config.authentication.as_ref();
-    let doc_oauth = auth.is_some_and(|a| a.oauth_public.is_some()) && oauth_ready;
+    let has_issuer = auth.is_some_and(|a| a.oauth_public.is_some());
+    let doc_oauth = has_issuer && oauth_ready;
     // no authentication block → password allowed; Q-7: password false → never.
     let doc_password = auth.is_none_or(|a| a.password);
     let mut out = Vec::new();
@@ -138,6 +139,7 @@ pub fn choose(
                 (token, password)
             }
         };
+        let token_offered = token.is_some();
         let oauth = token
             .filter(|_| doc_oauth)
             .map(|mechanism| Method::Oauth { mechanism });
@@ -148,7 +150,9 @@ pub fn choose(
             (_, Some(p), true) | (None, Some(p), false) => Decision::Use(p),
             (Some(o), _, _) => Decision::Use(o),
             (None, None, _) => Decision::Skip {
-                skipped: if doc_password || doc_oauth {
+                skipped: if token_offered && has_issuer && !oauth_ready {
+                    "needs OAuth, and the provider's OAuth issuer cannot be used".into()
+                } else if doc_password || doc_oauth {
                     "offers no mechanism the provider allows".into()
                 } else {
                     "the provider allows neither passwords nor a usable OAuth issuer".into()

@@ -25,21 +25,42 @@ struct Peers {
 }
 
 async fn peers() -> Option<Peers> {
-    if ![ "dovecot", "postfix", "radicale", peers::CYRUS_MASTER].iter().all(|p| peers::available(p)) {
-        eprintln!("SKIPPED: sign-in tests need dovecot, postfix, radicale and cyrus (.ci/run installs them)");
+    if !["dovecot", "postfix", "radicale", peers::CYRUS_MASTER]
+        .iter()
+        .all(|p| peers::available(p))
+    {
+        eprintln!(
+            "SKIPPED: sign-in tests need dovecot, postfix, radicale and cyrus (.ci/run installs them)"
+        );
         return None;
     }
     let tb = testbed().await;
-    let mail = ["imap.example.test", "pop.example.test", "sieve.example.test"];
+    let mail = [
+        "imap.example.test",
+        "pop.example.test",
+        "sieve.example.test",
+    ];
     let dovecot = Dovecot::start(&tb, &mail).await.expect("dovecot");
     for n in mail {
         tb.dns.add_a(n, dovecot.ip()).await.unwrap();
     }
-    let postfix = Postfix::start(&tb, "smtp.example.test", &dovecot).await.expect("postfix");
-    tb.dns.add_a("smtp.example.test", postfix.ip()).await.unwrap();
-    let radicale = Radicale::start(&tb, &["dav.example.test"]).await.expect("radicale");
-    tb.dns.add_a("dav.example.test", radicale.ip()).await.unwrap();
-    let cyrus = Cyrus::start(&tb, &["jmap.example.test"]).await.expect("cyrus");
+    let postfix = Postfix::start(&tb, "smtp.example.test", &dovecot)
+        .await
+        .expect("postfix");
+    tb.dns
+        .add_a("smtp.example.test", postfix.ip())
+        .await
+        .unwrap();
+    let radicale = Radicale::start(&tb, &["dav.example.test"])
+        .await
+        .expect("radicale");
+    tb.dns
+        .add_a("dav.example.test", radicale.ip())
+        .await
+        .unwrap();
+    let cyrus = Cyrus::start(&tb, &["jmap.example.test"])
+        .await
+        .expect("cyrus");
     tb.dns.add_a("jmap.example.test", cyrus.ip()).await.unwrap();
     let config = Config::from_bytes(
         br#"{"protocols":{"jmap":{"url":"https://jmap.example.test/jmap"},"imap":{"host":"imap.example.test"},"pop3":{"host":"pop.example.test"},"submit":{"host":"smtp.example.test"},"managesieve":{"host":"sieve.example.test"},"caldav":{"url":"https://dav.example.test/alice@example.test/"},"carddav":{"url":"https://dav.example.test/alice@example.test/"}},"authentication":{"password":true},"info":{"provider":{"name":"Peers"}}}"#,
@@ -63,18 +84,38 @@ async fn password_setup_of_every_service_and_wrong_passwords() {
     let client = client_with(&p.tb, Duration::from_secs(30));
     let probes = client.probe(&p.config, &|_| {}).await;
     let choices = choose(&p.config, &probes, false, false);
-    assert!(choices.iter().all(|c| matches!(c.decision, Decision::Use(Method::Password { .. }))), "{choices:#?}");
-    let request = ConfirmationRequest::new(choices.iter().map(|c| c.host.clone()), "test".into(), vec![]);
-    let confirmed = request.accept_domains(&["example.test".into()]).expect("exactly the domains shown");
+    assert!(
+        choices
+            .iter()
+            .all(|c| matches!(c.decision, Decision::Use(Method::Password { .. }))),
+        "{choices:#?}"
+    );
+    let request = ConfirmationRequest::new(
+        choices.iter().map(|c| c.host.clone()),
+        "test".into(),
+        vec![],
+    );
+    let confirmed = request
+        .accept_domains(&["example.test".into()])
+        .expect("exactly the domains shown");
 
     let good = Credentials {
         password: Some(Secret::new("alice-secret")),
         token: None,
     };
-    let results = client.sign_in(&p.config, &choices, "alice@example.test", &good, &confirmed).await;
+    let results = client
+        .sign_in(&p.config, &choices, "alice@example.test", &good, &confirmed)
+        .await;
     assert_eq!(results.len(), 7);
     for v in &results {
-        assert_eq!(v.outcome, ValidationOutcome::Ok, "{:?} {}: {:?}", v.service, v.target, v.outcome);
+        assert_eq!(
+            v.outcome,
+            ValidationOutcome::Ok,
+            "{:?} {}: {:?}",
+            v.service,
+            v.target,
+            v.outcome
+        );
     }
     let mech = |k: ServiceKind| match &results.iter().find(|v| v.service == k).unwrap().method {
         Method::Password { mechanism } => mechanism.clone(),
@@ -88,10 +129,18 @@ async fn password_setup_of_every_service_and_wrong_passwords() {
         password: Some(Secret::new("wrong")),
         token: None,
     };
-    let results = client.sign_in(&p.config, &choices, "bob@example.test", &bad, &confirmed).await;
+    let results = client
+        .sign_in(&p.config, &choices, "bob@example.test", &bad, &confirmed)
+        .await;
     for v in &results {
         assert!(
-            matches!(&v.outcome, ValidationOutcome::Failed { class: FailureClass::Credentials, .. }),
+            matches!(
+                &v.outcome,
+                ValidationOutcome::Failed {
+                    class: FailureClass::Credentials,
+                    ..
+                }
+            ),
             "{:?}: {:?}",
             v.service,
             v.outcome
@@ -99,13 +148,23 @@ async fn password_setup_of_every_service_and_wrong_passwords() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let log = std::fs::read_to_string(p.dovecot.dir().join("dovecot.log")).unwrap_or_default();
-    let failed: Vec<&str> = log.lines().filter(|l| l.contains("bob@example.test") && l.contains("auth failed")).collect();
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("bob@example.test") && l.contains("auth failed"))
+        .collect();
     for proto in ["imap-login", "pop3-login", "managesieve-login"] {
         let lines: Vec<&&str> = failed.iter().filter(|l| l.contains(proto)).collect();
         assert_eq!(lines.len(), 1, "{proto}: one failed session:\n{log}");
-        assert!(lines[0].contains("1 attempts"), "{proto}: no automatic retry: {}", lines[0]);
+        assert!(
+            lines[0].contains("1 attempts"),
+            "{proto}: no automatic retry: {}",
+            lines[0]
+        );
     }
-    assert!(!log.contains("wrong"), "the password never appears in the server log");
+    assert!(
+        !log.contains("wrong"),
+        "the password never appears in the server log"
+    );
 }
 
 #[tokio::test]
@@ -114,26 +173,53 @@ async fn nothing_is_sent_to_unconfirmed_hosts_or_without_confirmation() {
     let client = client_with(&p.tb, Duration::from_secs(20));
     let probes = client.probe(&p.config, &|_| {}).await;
     let choices = choose(&p.config, &probes, false, false);
-    let request = ConfirmationRequest::new(choices.iter().map(|c| c.host.clone()), "test".into(), vec![]);
-    assert!(request.accept_domains(&["example.com".into()]).is_err(), "--accept-domains must match");
+    let request = ConfirmationRequest::new(
+        choices.iter().map(|c| c.host.clone()),
+        "test".into(),
+        vec![],
+    );
+    assert!(
+        request.accept_domains(&["example.com".into()]).is_err(),
+        "--accept-domains must match"
+    );
     // A confirmation for a different host set does not cover these hosts.
-    let other = ConfirmationRequest::new([Domain::parse("imap.example.test").unwrap()], "test".into(), vec![]);
+    let other = ConfirmationRequest::new(
+        [Domain::parse("imap.example.test").unwrap()],
+        "test".into(),
+        vec![],
+    );
     let confirmed = other.confirm(true).unwrap();
     let creds = Credentials {
         password: Some(Secret::new("alice-secret")),
         token: None,
     };
-    let results = client.sign_in(&p.config, &choices, "alice@example.test", &creds, &confirmed).await;
+    let results = client
+        .sign_in(
+            &p.config,
+            &choices,
+            "alice@example.test",
+            &creds,
+            &confirmed,
+        )
+        .await;
     for v in &results {
         if v.service == ServiceKind::Imap {
             assert_eq!(v.outcome, ValidationOutcome::Ok);
         } else {
-            assert!(matches!(v.outcome, ValidationOutcome::NotSent { .. }), "{:?}: {:?}", v.service, v.outcome);
+            assert!(
+                matches!(v.outcome, ValidationOutcome::NotSent { .. }),
+                "{:?}: {:?}",
+                v.service,
+                v.outcome
+            );
         }
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let log = std::fs::read_to_string(p.dovecot.dir().join("dovecot.log")).unwrap_or_default();
-    assert!(!log.contains("pop3-login: Login") && !log.contains("managesieve-login: Login"), "{log}");
+    assert!(
+        !log.contains("pop3-login: Login") && !log.contains("managesieve-login: Login"),
+        "{log}"
+    );
 }
 
 #[tokio::test]
@@ -146,11 +232,31 @@ async fn an_unadvertised_mechanism_is_a_mechanism_failure() {
     choices[0].decision = Decision::Use(Method::Password {
         mechanism: "CRAM-MD5".into(),
     });
-    let confirmed = ConfirmationRequest::new([choices[0].host.clone()], "t".into(), vec![]).confirm(true).unwrap();
+    let confirmed = ConfirmationRequest::new([choices[0].host.clone()], "t".into(), vec![])
+        .confirm(true)
+        .unwrap();
     let creds = Credentials {
         password: Some(Secret::new("alice-secret")),
         token: None,
     };
-    let r = client.sign_in(&p.config, &choices, "alice@example.test", &creds, &confirmed).await;
-    assert!(matches!(&r[0].outcome, ValidationOutcome::Failed { class: FailureClass::Mechanism, .. }), "{:?}", r[0].outcome);
+    let r = client
+        .sign_in(
+            &p.config,
+            &choices,
+            "alice@example.test",
+            &creds,
+            &confirmed,
+        )
+        .await;
+    assert!(
+        matches!(
+            &r[0].outcome,
+            ValidationOutcome::Failed {
+                class: FailureClass::Mechanism,
+                ..
+            }
+        ),
+        "{:?}",
+        r[0].outcome
+    );
 }
