@@ -10,6 +10,7 @@
 //! `CAP_NET_BIND_SERVICE`); the error says so.
 
 mod addr;
+pub mod browser;
 mod dns;
 mod https;
 pub mod peers;

@@ -245,6 +245,12 @@ service auth {{
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Where the authorization server's token-signing key must be written for Dovecot's
+    /// local JWT validation (key id `pacc-test`, ES256).
+    pub fn oauth_key_path(&self) -> PathBuf {
+        self.dir.path().join("keys/default/ES256/pacc-test")
+    }
 }
 
 impl Drop for Dovecot {
@@ -526,5 +532,109 @@ impl Drop for Cyrus {
                 .stderr(std::process::Stdio::null())
                 .status();
         }
+    }
+}
+
+/// The test OAuth authorization server (oidc-provider under Node.js, `testdata/oidc`).
+pub struct AuthServer {
+    ip: Ipv4Addr,
+    issuer: String,
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+/// Where the authorization server's script and its `node_modules` live.
+pub fn oidc_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/oidc")
+}
+
+/// Whether Node.js and the installed oidc-provider package are present.
+pub fn auth_server_available() -> bool {
+    available("node") && oidc_dir().join("node_modules/oidc-provider").exists()
+}
+
+impl AuthServer {
+    /// Start `https://<host>` as issuer on a fresh address; the token-signing public key is
+    /// written to `pubkey_out` (for Dovecot's local JWT validation). The host must be
+    /// published in DNS by the caller (see [`AuthServer::ip`]).
+    pub async fn start(
+        tb: &Testbed,
+        host: &str,
+        pubkey_out: Option<&Path>,
+        access_ttl: u32,
+    ) -> Result<Self, TestbedError> {
+        use tokio::io::AsyncBufReadExt as _;
+        let ip = addr::free_ip(&[443]).await.map_err(TestbedError::Bind)?;
+        let dir = scratch("pacc-oidc-")?;
+        let (crt, key) = cert_files(tb, dir.path(), &[host])?;
+        let users: serde_json_lite::Users = USERS;
+        let issuer = format!("https://{host}");
+        let mut cmd = tokio::process::Command::new("node");
+        cmd.arg(oidc_dir().join("server.mjs"))
+            .current_dir(oidc_dir())
+            .env("ISSUER", &issuer)
+            .env("HOST", ip.to_string())
+            .env("PORT", "443")
+            .env("TLS_CERT", &crt)
+            .env("TLS_KEY", &key)
+            .env("USERS", serde_json_lite::users_json(users))
+            .env("ACCESS_TTL", access_ttl.to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true);
+        if let Some(p) = pubkey_out {
+            cmd.env("PUBKEY_OUT", p);
+        }
+        let mut child = cmd.spawn().map_err(TestbedError::Io)?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| TestbedError::Peer("no stdout".into()))?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Ok(Some(l)) = lines.next_line().await {
+                if l.starts_with("READY") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .unwrap_or(false);
+        if !ready {
+            return Err(TestbedError::Peer(
+                "the authorization server did not start".into(),
+            ));
+        }
+        // Keep draining its log so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(AuthServer {
+            ip,
+            issuer,
+            _child: child,
+            _dir: dir,
+        })
+    }
+
+    /// Its address.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+
+    /// Its issuer identifier.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+}
+
+mod serde_json_lite {
+    pub type Users = [(&'static str, &'static str); 2];
+    /// `{"address":"password",…}` (the test users contain no characters that need escaping).
+    pub fn users_json(users: Users) -> String {
+        let body: Vec<String> = users
+            .iter()
+            .map(|(u, p)| format!("\"{u}\":\"{p}\""))
+            .collect();
+        format!("{{{}}}", body.join(","))
     }
 }

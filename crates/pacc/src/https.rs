@@ -366,3 +366,91 @@ impl Drop for AbortOnDrop {
         self.0.abort();
     }
 }
+
+/// A general HTTPS exchange for OAuth endpoints: `method` on `url` (TLS 1.2+, certificate
+/// verified, redirects returned as statuses, never followed), an optional body, the response
+/// status and body (capped at [`MAX_BODY`]) for any status.
+pub(crate) async fn exchange(
+    ctx: &FetchContext<'_>,
+    method: &str,
+    url: &str,
+    body: Option<(&str, Vec<u8>)>,
+    deadline: Instant,
+) -> Result<(u16, Vec<u8>), FetchError> {
+    let host = pacc_proto::name::url_host(url).ok_or_else(|| FetchError::Protocol {
+        host: url.to_owned(),
+        detail: "not an https URL".to_owned(),
+    })?;
+    let rest = &url["https://".len()..];
+    let port: u16 = rest
+        .split(['/', '?'])
+        .next()
+        .and_then(|a| a.rsplit_once(':'))
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(443);
+    let path = rest.find('/').map_or("/", |i| &rest[i..]);
+    let h = host.to_string();
+    let tcp = connect_tcp(ctx, &host, port, deadline).await?;
+    let tls = upgrade(ctx, tcp, &host, false, &[b"http/1.1"], deadline).await?;
+    let step = stage_deadline(ctx.timeouts.response, deadline);
+    let mut builder = hyper::client::conn::http1::Builder::new();
+    builder.max_buf_size(64 * 1024).max_headers(100);
+    let (mut sender, conn) =
+        http_step(&h, "response", step, builder.handshake(TokioIo::new(tls))).await?;
+    let _driver = AbortOnDrop(tokio::spawn(async move {
+        let _ = conn.await;
+    }));
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(HOST, h.as_str())
+        .header(USER_AGENT, USER_AGENT_VALUE)
+        .header(ACCEPT, "application/json");
+    let payload = match body {
+        Some((content_type, bytes)) => {
+            req = req.header(hyper::header::CONTENT_TYPE, content_type);
+            Bytes::from(bytes)
+        }
+        None => Bytes::new(),
+    };
+    let req = req
+        .body(http_body_util::Full::new(payload))
+        .map_err(|e| FetchError::Protocol {
+            host: h.clone(),
+            detail: e.to_string(),
+        })?;
+    let response = http_step(&h, "response", step, sender.send_request(req)).await?;
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut out = Vec::new();
+    loop {
+        match timeout_at(step, body.frame()).await {
+            Err(_) => {
+                return Err(FetchError::Timeout {
+                    host: h,
+                    stage: "body".to_owned(),
+                });
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(FetchError::Protocol {
+                    host: h,
+                    detail: e.to_string(),
+                });
+            }
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if out.len() + data.len() > MAX_BODY {
+                        return Err(FetchError::BodyTooLarge {
+                            url: url.to_owned(),
+                            limit: MAX_BODY,
+                            declared: None,
+                        });
+                    }
+                    out.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+    Ok((status, out))
+}

@@ -33,6 +33,7 @@
 
 mod dns;
 mod https;
+pub mod oauth;
 mod probe;
 pub mod serve;
 pub mod signin;
@@ -134,6 +135,21 @@ pub enum Progress {
         /// How long it took.
         elapsed: Duration,
     },
+}
+
+/// Cryptographically secure random bytes (the OS generator through ring).
+fn fill_random(buf: &mut [u8]) {
+    use std::io::Read as _;
+    if rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(buf)
+        .is_err()
+    {
+        // Never fall back to anything weaker than the kernel's generator.
+        if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+            let _ = f.read_exact(buf);
+        }
+    }
 }
 
 fn dns_timeout() -> DnsFailure {
@@ -303,6 +319,81 @@ impl Client {
             credentials,
             confirmed,
             self.timeouts.overall,
+        )
+        .await
+    }
+
+    /// Fetch and check the OAuth authorization server metadata of `issuer` (O-2, O-3, Q-12).
+    /// Run this before the confirmation: an unusable or mismatching issuer is refused before
+    /// anything else happens.
+    pub async fn oauth_metadata(
+        &self,
+        issuer: &str,
+    ) -> Result<pacc_proto::auth::oauth::CheckedMetadata, oauth::OAuthError> {
+        let ctx = https::FetchContext {
+            dns: &self.dns,
+            anchors: &self.anchors,
+            timeouts: &self.timeouts,
+        };
+        oauth::metadata(&ctx, issuer, Instant::now() + self.timeouts.overall).await
+    }
+
+    /// The authorization-code flow with PKCE through a loopback redirect: registers the
+    /// client once per issuer (kept in `store`), calls `open` with the authorization URL
+    /// (open a browser or print it), waits up to `wait` for the redirect, checks `state` and
+    /// `iss`, and exchanges the code. Every endpoint must be among the `confirmed` hosts.
+    /// Returns the tokens and the client id.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn oauth_authorize(
+        &self,
+        metadata: &pacc_proto::auth::oauth::Metadata,
+        confirmed: &pacc_proto::auth::gate::Confirmed,
+        scope: &str,
+        resource: Option<&str>,
+        store: &oauth::ClientStore,
+        open: oauth::OpenUrl<'_>,
+        wait: Duration,
+    ) -> Result<(pacc_proto::auth::oauth::Tokens, String), oauth::OAuthError> {
+        let ctx = https::FetchContext {
+            dns: &self.dns,
+            anchors: &self.anchors,
+            timeouts: &self.timeouts,
+        };
+        let mut random = |buf: &mut [u8]| fill_random(buf);
+        oauth::authorize(
+            &ctx,
+            metadata,
+            confirmed,
+            scope,
+            resource,
+            store,
+            &mut random,
+            open,
+            wait,
+        )
+        .await
+    }
+
+    /// A new access token from a refresh token (O-11).
+    pub async fn oauth_refresh(
+        &self,
+        metadata: &pacc_proto::auth::oauth::Metadata,
+        confirmed: &pacc_proto::auth::gate::Confirmed,
+        client_id: &str,
+        refresh_token: &pacc_proto::auth::Secret,
+    ) -> Result<pacc_proto::auth::oauth::Tokens, oauth::OAuthError> {
+        let ctx = https::FetchContext {
+            dns: &self.dns,
+            anchors: &self.anchors,
+            timeouts: &self.timeouts,
+        };
+        oauth::refresh(
+            &ctx,
+            metadata,
+            confirmed,
+            client_id,
+            refresh_token,
+            Instant::now() + self.timeouts.overall,
         )
         .await
     }

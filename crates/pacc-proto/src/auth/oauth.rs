@@ -267,6 +267,10 @@ pub fn authorization_url(
     if let Some(r) = resource {
         pairs.push(("resource", r));
     }
+    // OpenID Connect servers issue a refresh token for offline_access only with consent.
+    if scope.split(' ').any(|s| s == scope::OFFLINE) {
+        pairs.push(("prompt", "consent"));
+    }
     let sep = if endpoint.contains('?') { '&' } else { '?' };
     format!("{endpoint}{sep}{}", form_encode(&pairs))
 }

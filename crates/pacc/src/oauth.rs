@@ -1,0 +1,355 @@
+//! The OAuth public-client flow (spec §2.7): metadata (RFC 8414, OIDC fallback), dynamic
+//! client registration (RFC 7591) with the client id kept per issuer on disk, the
+//! authorization-code flow with PKCE S256 and `state` through a loopback redirect listener
+//! (RFC 8252), the RFC 9207 `iss` check, token exchange and refresh. Every endpoint must be
+//! among the hosts the user confirmed.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pacc_proto::auth::Secret;
+use pacc_proto::auth::gate::Confirmed;
+use pacc_proto::auth::oauth::{
+    self, CheckedMetadata, Metadata, MetadataError, RedirectError, Tokens,
+};
+use pacc_proto::auth::pkce::{self, Pkce};
+use pacc_proto::fetch::FetchError;
+use pacc_proto::name::url_host;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+use crate::https::{FetchContext, exchange};
+
+/// The redirect path on the loopback listener.
+const CALLBACK: &str = "/callback";
+
+/// Why OAuth sign-in did not produce tokens.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OAuthError {
+    /// The metadata could not be fetched.
+    #[error("cannot fetch the authorization server metadata: {0}")]
+    Fetch(FetchError),
+    /// The metadata was refused (issuer mismatch, missing PKCE…), before any browser opened.
+    #[error("{0}")]
+    Metadata(MetadataError),
+    /// An endpoint's host was not among the confirmed hosts.
+    #[error("{0} was not confirmed by the user; nothing was sent there")]
+    NotConfirmed(String),
+    /// Registration failed.
+    #[error("dynamic client registration failed: {0}")]
+    Registration(String),
+    /// The redirect was refused (state, iss, error) — possibly an attack.
+    #[error("{0}")]
+    Redirect(RedirectError),
+    /// The browser step did not finish in time.
+    #[error("no sign-in arrived at the loopback listener within {0:?}")]
+    Timeout(Duration),
+    /// The token endpoint refused.
+    #[error("{0}")]
+    Token(String),
+    /// The client-id store could not be used.
+    #[error("client id store {path}: {error}")]
+    Store {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: String,
+    },
+    /// The loopback listener could not be opened.
+    #[error("loopback listener: {0}")]
+    Listener(std::io::Error),
+}
+
+/// Registered clients, per issuer, in a small JSON file (mode 0600).
+#[derive(Debug, Clone)]
+pub struct ClientStore {
+    path: PathBuf,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StoreFile {
+    /// issuer → client id
+    clients: BTreeMap<String, String>,
+}
+
+impl ClientStore {
+    /// The store at `path`.
+    pub fn at(path: impl Into<PathBuf>) -> Self {
+        ClientStore { path: path.into() }
+    }
+
+    /// `$PACC_DATA_DIR/clients.json`, else `$XDG_DATA_HOME/pacc/clients.json`, else
+    /// `~/.local/share/pacc/clients.json`.
+    pub fn default_location() -> Self {
+        let dir = std::env::var_os("PACC_DATA_DIR")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("XDG_DATA_HOME").map(|d| Path::new(&d).join("pacc")))
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share/pacc")))
+            .unwrap_or_else(|| PathBuf::from(".pacc"));
+        ClientStore::at(dir.join("clients.json"))
+    }
+
+    /// Where it lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn load(&self) -> Result<StoreFile, OAuthError> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| OAuthError::Store {
+                path: self.path.clone(),
+                error: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StoreFile::default()),
+            Err(e) => Err(OAuthError::Store {
+                path: self.path.clone(),
+                error: e.to_string(),
+            }),
+        }
+    }
+
+    /// The client id registered for `issuer`, if any.
+    pub fn get(&self, issuer: &str) -> Result<Option<String>, OAuthError> {
+        Ok(self.load()?.clients.get(issuer).cloned())
+    }
+
+    /// Remember `client_id` for `issuer` (file created 0600).
+    pub fn put(&self, issuer: &str, client_id: &str) -> Result<(), OAuthError> {
+        let err = |e: std::io::Error| OAuthError::Store {
+            path: self.path.clone(),
+            error: e.to_string(),
+        };
+        let mut file = self.load()?;
+        file.clients.insert(issuer.to_owned(), client_id.to_owned());
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let tmp = self.path.with_extension("json.tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(err)?;
+        f.write_all(&serde_json::to_vec_pretty(&file).unwrap_or_default())
+            .map_err(err)?;
+        f.sync_all().map_err(err)?;
+        std::fs::rename(&tmp, &self.path).map_err(err)
+    }
+}
+
+fn require(confirmed: &Confirmed, url: &str) -> Result<(), OAuthError> {
+    match url_host(url) {
+        Some(h) if confirmed.allows(&h) => Ok(()),
+        _ => Err(OAuthError::NotConfirmed(url.to_owned())),
+    }
+}
+
+/// RFC 8414 metadata for `issuer`, then OpenID discovery as fallback (O-2); checked (O-3,
+/// Q-12) before anything else happens.
+pub(crate) async fn metadata(
+    ctx: &FetchContext<'_>,
+    issuer: &str,
+    deadline: Instant,
+) -> Result<CheckedMetadata, OAuthError> {
+    let mut last = None;
+    for url in [
+        oauth::metadata_url(issuer),
+        oauth::openid_configuration_url(issuer),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        match exchange(ctx, "GET", &url, None, deadline).await {
+            Ok((200, body)) => {
+                return oauth::check_metadata(issuer, &body).map_err(OAuthError::Metadata);
+            }
+            Ok((status, _)) => {
+                last = Some(OAuthError::Fetch(FetchError::Status { url, status }));
+            }
+            Err(e) => last = Some(OAuthError::Fetch(e)),
+        }
+    }
+    Err(last.unwrap_or(OAuthError::Metadata(MetadataError::Invalid(
+        "not an https issuer".into(),
+    ))))
+}
+
+/// What the browser step needs from the caller: open (or print) the URL.
+pub type OpenUrl<'a> = &'a (dyn Fn(&str) + Sync);
+
+/// Run the authorization-code flow and return tokens.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn authorize(
+    ctx: &FetchContext<'_>,
+    meta: &Metadata,
+    confirmed: &Confirmed,
+    scope: &str,
+    resource: Option<&str>,
+    store: &ClientStore,
+    random: &mut dyn FnMut(&mut [u8]),
+    open: OpenUrl<'_>,
+    wait: Duration,
+) -> Result<(Tokens, String), OAuthError> {
+    let deadline = Instant::now() + wait;
+    for url in [
+        Some(&meta.authorization_endpoint),
+        Some(&meta.token_endpoint),
+        meta.registration_endpoint.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        require(confirmed, url)?;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(OAuthError::Listener)?;
+    let port = listener.local_addr().map_err(OAuthError::Listener)?.port();
+    let redirect_uri = format!("http://127.0.0.1:{port}{CALLBACK}");
+    oauth::check_redirect_uri(&redirect_uri).map_err(OAuthError::Registration)?;
+    // O-5: one registration per issuer, reused; RFC 8252 §7.3: any loopback port is accepted.
+    let client_id = match store.get(&meta.issuer)? {
+        Some(id) => id,
+        None => {
+            let reg = meta.registration_endpoint.as_ref().ok_or_else(|| {
+                OAuthError::Registration("the server offers no dynamic client registration".into())
+            })?;
+            let body = oauth::registration_request(
+                &[format!("http://127.0.0.1{CALLBACK}")],
+                scope,
+                env!("CARGO_PKG_VERSION"),
+            );
+            let (status, resp) = exchange(
+                ctx,
+                "POST",
+                reg,
+                Some(("application/json", body.to_string().into_bytes())),
+                deadline,
+            )
+            .await
+            .map_err(|e| OAuthError::Registration(e.to_string()))?;
+            if !(200..300).contains(&status) {
+                return Err(OAuthError::Registration(format!(
+                    "HTTP {status}: {}",
+                    oauth::registered_client_id(&resp).err().unwrap_or_default()
+                )));
+            }
+            let id = oauth::registered_client_id(&resp).map_err(OAuthError::Registration)?;
+            store.put(&meta.issuer, &id)?;
+            id
+        }
+    };
+    let mut verifier = [0u8; 32];
+    random(&mut verifier);
+    let mut state_bytes = [0u8; 16];
+    random(&mut state_bytes);
+    let pkce = Pkce::from_random(&verifier);
+    let state = pkce::state(&state_bytes);
+    let url = oauth::authorization_url(
+        &meta.authorization_endpoint,
+        &client_id,
+        &redirect_uri,
+        scope,
+        &state,
+        &pkce,
+        resource,
+    );
+    open(&url);
+    let query = tokio::time::timeout_at(deadline, wait_for_redirect(&listener))
+        .await
+        .map_err(|_| OAuthError::Timeout(wait))?
+        .map_err(OAuthError::Listener)?;
+    let code = oauth::parse_redirect(
+        &query,
+        &state,
+        &meta.issuer,
+        meta.authorization_response_iss_parameter_supported,
+    )
+    .map_err(OAuthError::Redirect)?;
+    let body = oauth::token_request(&code, &redirect_uri, &client_id, &pkce, resource);
+    let (status, resp) = exchange(
+        ctx,
+        "POST",
+        &meta.token_endpoint,
+        Some((
+            "application/x-www-form-urlencoded",
+            body.expose().as_bytes().to_vec(),
+        )),
+        deadline,
+    )
+    .await
+    .map_err(|e| OAuthError::Token(e.to_string()))?;
+    let tokens = oauth::parse_token_response(status, &resp).map_err(OAuthError::Token)?;
+    Ok((tokens, client_id))
+}
+
+/// O-11: a new access token from the refresh token.
+pub(crate) async fn refresh(
+    ctx: &FetchContext<'_>,
+    meta: &Metadata,
+    confirmed: &Confirmed,
+    client_id: &str,
+    refresh_token: &Secret,
+    deadline: Instant,
+) -> Result<Tokens, OAuthError> {
+    require(confirmed, &meta.token_endpoint)?;
+    let body = oauth::refresh_request(refresh_token, client_id);
+    let (status, resp) = exchange(
+        ctx,
+        "POST",
+        &meta.token_endpoint,
+        Some((
+            "application/x-www-form-urlencoded",
+            body.expose().as_bytes().to_vec(),
+        )),
+        deadline,
+    )
+    .await
+    .map_err(|e| OAuthError::Token(e.to_string()))?;
+    oauth::parse_token_response(status, &resp).map_err(OAuthError::Token)
+}
+
+/// Accept connections on the loopback listener until one brings `GET /callback?…`; answer it
+/// with a short page and return its query. Other requests (a favicon) get 404.
+async fn wait_for_redirect(listener: &TcpListener) -> std::io::Result<String> {
+    loop {
+        let (mut s, _) = listener.accept().await?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+            let n = match tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk)).await {
+                Ok(Ok(n)) => n,
+                _ => 0,
+            };
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let head = String::from_utf8_lossy(&buf);
+        let target = head
+            .lines()
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("")
+            .to_owned();
+        if let Some(query) = target.strip_prefix(&format!("{CALLBACK}?")) {
+            let page = "<!doctype html><title>pacc</title><p>Signed in. You can close this window and return to pacc.</p>";
+            let _ = s
+                .write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}", page.len()).as_bytes())
+                .await;
+            return Ok(query.to_owned());
+        }
+        let _ = s
+            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .await;
+    }
+}

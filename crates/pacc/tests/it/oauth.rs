@@ -1,0 +1,325 @@
+//! OAuth sign-in end to end: oidc-provider as the authorization server (metadata, dynamic
+//! registration, PKCE, loopback redirect), its tokens accepted by real Dovecot (local JWT
+//! validation) on IMAP, POP3, ManageSieve, and by Postfix through Dovecot SASL.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use pacc::oauth::{ClientStore, OAuthError};
+use pacc::signin::{Credentials, ValidationOutcome};
+use pacc_proto::auth::gate::ConfirmationRequest;
+use pacc_proto::auth::oauth::{MetadataError, RedirectError};
+use pacc_proto::auth::select::{Decision, Method, choose, scopes};
+use pacc_proto::document::Config;
+use pacc_proto::name::Domain;
+use pacc_testbed::peers::{self, AuthServer, Dovecot, Postfix};
+use pacc_testbed::{Behaviour, Reply, Testbed, browser};
+
+use crate::{client_with, testbed};
+
+const ISSUER: &str = "https://auth.example.test";
+
+struct World {
+    tb: Testbed,
+    _dovecot: Dovecot,
+    _postfix: Postfix,
+    auth: AuthServer,
+    config: Config,
+}
+
+async fn world() -> Option<World> {
+    if !(["dovecot", "postfix"].iter().all(|p| peers::available(p))
+        && peers::auth_server_available())
+    {
+        eprintln!(
+            "SKIPPED: OAuth tests need dovecot, postfix, node and testdata/oidc/node_modules (.ci/run installs them)"
+        );
+        return None;
+    }
+    let tb = testbed().await;
+    let mail = [
+        "imap.example.test",
+        "pop.example.test",
+        "sieve.example.test",
+    ];
+    let dovecot = Dovecot::start(&tb, &mail).await.expect("dovecot");
+    for n in mail {
+        tb.dns.add_a(n, dovecot.ip()).await.unwrap();
+    }
+    let postfix = Postfix::start(&tb, "smtp.example.test", &dovecot)
+        .await
+        .expect("postfix");
+    tb.dns
+        .add_a("smtp.example.test", postfix.ip())
+        .await
+        .unwrap();
+    let auth = AuthServer::start(
+        &tb,
+        "auth.example.test",
+        Some(&dovecot.oauth_key_path()),
+        600,
+    )
+    .await
+    .expect("AS");
+    tb.dns.add_a("auth.example.test", auth.ip()).await.unwrap();
+    let config = Config::from_bytes(
+        br#"{"protocols":{"imap":{"host":"imap.example.test"},"pop3":{"host":"pop.example.test"},"submit":{"host":"smtp.example.test"},"managesieve":{"host":"sieve.example.test"}},"authentication":{"password":false,"oauth-public":{"issuer":"https://auth.example.test"}},"info":{"provider":{"name":"OAuth"}}}"#,
+    )
+    .unwrap()
+    .config;
+    Some(World {
+        tb,
+        _dovecot: dovecot,
+        _postfix: postfix,
+        auth,
+        config,
+    })
+}
+
+#[tokio::test]
+async fn one_grant_for_every_service_client_reused_and_refresh() {
+    let Some(w) = world().await else { return };
+    let client = client_with(&w.tb, Duration::from_secs(30));
+    let probes = client.probe(&w.config, &|_| {}).await;
+    let meta = client.oauth_metadata(ISSUER).await.expect("metadata");
+    let choices = choose(&w.config, &probes, true, false);
+    for c in &choices {
+        assert!(
+            matches!(&c.decision, Decision::Use(Method::Oauth { mechanism }) if mechanism == "OAUTHBEARER"),
+            "{c:?}"
+        );
+    }
+    let scope = scopes(&choices, &meta.metadata.scopes_supported).join(" ");
+    assert_eq!(scope, "urn:ietf:params:oauth:scope:mail offline_access");
+    let hosts = choices
+        .iter()
+        .map(|c| c.host.clone())
+        .chain([Domain::parse("auth.example.test").unwrap()]);
+    let confirmed = ConfirmationRequest::new(hosts, "test".into(), vec![])
+        .accept_domains(&["example.test".into()])
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = ClientStore::at(dir.path().join("clients.json"));
+    let as_addr = SocketAddr::new(w.auth.ip().into(), 443);
+    let ca = w.tb.ca.cert_der().clone();
+    let opened = Arc::new(AtomicUsize::new(0));
+    let (ca2, opened2) = (ca.clone(), opened.clone());
+    let open = move |url: &str| {
+        opened2.fetch_add(1, Ordering::Relaxed);
+        let (url, ca) = (url.to_owned(), ca2.clone());
+        tokio::spawn(async move {
+            if let Err(e) =
+                browser::authorize(&url, as_addr, &ca, "alice@example.test", "alice-secret").await
+            {
+                eprintln!("browser: {e}");
+            }
+        });
+    };
+    let (tokens, client_id) = client
+        .oauth_authorize(
+            &meta.metadata,
+            &confirmed,
+            &scope,
+            None,
+            &store,
+            &open,
+            Duration::from_secs(20),
+        )
+        .await
+        .expect("authorization");
+    assert_eq!(opened.load(Ordering::Relaxed), 1);
+    assert!(
+        format!("{tokens:?}").contains("[redacted]")
+            && !format!("{tokens:?}").contains(tokens.access_token.expose())
+    );
+    // The store is private and holds the client id.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(store.path())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        store.get(ISSUER).unwrap().as_deref(),
+        Some(client_id.as_str())
+    );
+
+    // One token for every service (A-4).
+    let creds = Credentials {
+        password: None,
+        token: Some(tokens.access_token.clone()),
+    };
+    let results = client
+        .sign_in(
+            &w.config,
+            &choices,
+            "alice@example.test",
+            &creds,
+            &confirmed,
+        )
+        .await;
+    assert_eq!(results.len(), 4);
+    for v in &results {
+        assert_eq!(
+            v.outcome,
+            ValidationOutcome::Ok,
+            "{:?}: {:?}",
+            v.service,
+            v.outcome
+        );
+    }
+
+    // A second run reuses the registered client.
+    let (_, again) = client
+        .oauth_authorize(
+            &meta.metadata,
+            &confirmed,
+            &scope,
+            None,
+            &store,
+            &open,
+            Duration::from_secs(20),
+        )
+        .await
+        .expect("second authorization");
+    assert_eq!(
+        again, client_id,
+        "the client id is reused, not re-registered"
+    );
+
+    // Refresh gives a new access token that works too.
+    let refresh = tokens
+        .refresh_token
+        .clone()
+        .expect("a refresh token for offline_access");
+    let fresh = client
+        .oauth_refresh(&meta.metadata, &confirmed, &client_id, &refresh)
+        .await
+        .expect("refresh");
+    assert_ne!(fresh.access_token.expose(), tokens.access_token.expose());
+    let creds = Credentials {
+        password: None,
+        token: Some(fresh.access_token),
+    };
+    let imap: Vec<_> = choices
+        .iter()
+        .filter(|c| c.service == pacc_proto::document::ServiceKind::Imap)
+        .cloned()
+        .collect();
+    let r = client
+        .sign_in(&w.config, &imap, "alice@example.test", &creds, &confirmed)
+        .await;
+    assert_eq!(r[0].outcome, ValidationOutcome::Ok);
+
+    // A token for alice presented as bob is refused: the credentials class.
+    let r = client
+        .sign_in(&w.config, &imap, "bob@example.test", &creds, &confirmed)
+        .await;
+    assert!(
+        matches!(
+            r[0].outcome,
+            ValidationOutcome::Failed {
+                class: pacc_proto::auth::login::FailureClass::Credentials,
+                ..
+            }
+        ),
+        "{:?}",
+        r[0].outcome
+    );
+}
+
+#[tokio::test]
+async fn forged_redirects_and_mismatched_issuers_are_refused() {
+    let Some(w) = world().await else { return };
+    let client = client_with(&w.tb, Duration::from_secs(20));
+    let meta = client.oauth_metadata(ISSUER).await.expect("metadata");
+    let confirmed = ConfirmationRequest::new(
+        [Domain::parse("auth.example.test").unwrap()],
+        "t".into(),
+        vec![],
+    )
+    .confirm(true)
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = ClientStore::at(dir.path().join("clients.json"));
+    // A redirect with another state (CSRF shape), delivered straight to the listener.
+    let open_forged = move |url: &str| {
+        let port = url
+            .split("127.0.0.1%3A")
+            .nth(1)
+            .and_then(|r| r.split("%2F").next())
+            .unwrap()
+            .to_owned();
+        tokio::spawn(async move {
+            if let Ok(mut s) =
+                tokio::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).await
+            {
+                use tokio::io::AsyncWriteExt as _;
+                let _ = s.write_all(b"GET /callback?code=stolen&state=forged&iss=https%3A%2F%2Fauth.example.test HTTP/1.1\r\nHost: x\r\n\r\n").await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+    };
+    let e = client
+        .oauth_authorize(
+            &meta.metadata,
+            &confirmed,
+            "urn:ietf:params:oauth:scope:mail",
+            None,
+            &store,
+            &open_forged,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, OAuthError::Redirect(RedirectError::State)),
+        "{e}"
+    );
+
+    // Metadata whose issuer is not the configured one: refused before any browser opens.
+    let _fake =
+        w.tb.https_host(
+            &["alias.example.test"],
+            Behaviour::new(Reply::json(serde_json::to_vec(&meta.metadata).unwrap())),
+        )
+        .await
+        .unwrap();
+    let e = client
+        .oauth_metadata("https://alias.example.test")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            OAuthError::Metadata(MetadataError::IssuerMismatch { .. })
+        ),
+        "{e}"
+    );
+
+    // Endpoints on hosts the user did not confirm: nothing is sent there.
+    let other = ConfirmationRequest::new(
+        [Domain::parse("imap.example.test").unwrap()],
+        "t".into(),
+        vec![],
+    )
+    .confirm(true)
+    .unwrap();
+    let never = |_: &str| panic!("no browser may open");
+    let e = client
+        .oauth_authorize(
+            &meta.metadata,
+            &other,
+            "urn:ietf:params:oauth:scope:mail",
+            None,
+            &store,
+            &never,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, OAuthError::NotConfirmed(_)), "{e}");
+}
