@@ -113,8 +113,11 @@ enum Command {
     /// asks before anything is sent (or takes --accept-domains listing exactly those domains).
     /// The username is the full address. Each service is signed in to once (no retries), and
     /// failures are classified: credentials, mechanism, account, authorization, temporary,
-    /// transport. OAuth sign-in is not available in this version: services that accept only
-    /// OAuth are skipped with a reason.
+    /// transport. When the provider publishes an OAuth issuer, its metadata is checked first,
+    /// the client registers itself once per issuer (the id is kept in
+    /// $PACC_DATA_DIR or ~/.local/share/pacc/clients.json, mode 0600), and one browser sign-in
+    /// (PKCE, loopback redirect) gives the token used for every service that accepts it;
+    /// passwords are used where OAuth is not offered.
     ///
     /// Example: pacc setup alice@example.com
     #[command(after_help = SETUP_EXIT_CODES)]
@@ -130,6 +133,18 @@ enum Command {
         /// Read the password from this environment variable.
         #[arg(long, value_name = "VAR", conflicts_with = "password_stdin")]
         password_env: Option<String>,
+        /// Print the OAuth authorization URL instead of opening a browser.
+        #[arg(long)]
+        no_browser: bool,
+        /// Seconds to wait for the browser sign-in.
+        #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+        browser_timeout: u64,
+        /// Include the OAuth tokens in the output (they are secrets).
+        #[arg(long)]
+        show_secrets: bool,
+        /// Write the OAuth tokens to this file (created with mode 0600).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
         #[command(flatten)]
         network: NetworkArgs,
         #[command(flatten)]
@@ -347,6 +362,10 @@ fn main() -> ExitCode {
                 accept_domains,
                 password_stdin,
                 password_env,
+                no_browser,
+                browser_timeout,
+                show_secrets,
+                token_file,
                 network,
                 output,
             } => {
@@ -356,6 +375,10 @@ fn main() -> ExitCode {
                         let source = setup_cmd::PasswordSource {
                             stdin: password_stdin,
                             env: password_env,
+                            no_browser,
+                            browser_wait: Duration::from_secs(browser_timeout),
+                            show_secrets,
+                            token_file,
                         };
                         setup_cmd::run(
                             &client,

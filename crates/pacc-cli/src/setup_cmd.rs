@@ -15,12 +15,31 @@ use serde::Serialize;
 use crate::output::{DiscoverOutput, JSON_VERSION};
 use crate::{exit, progress, report_error};
 
-/// Where the password comes from.
+/// Where the password comes from, and how the OAuth browser step runs.
 pub struct PasswordSource {
     /// Read one line from standard input.
     pub stdin: bool,
     /// Read it from this environment variable.
     pub env: Option<String>,
+    /// Print the authorization URL instead of opening a browser.
+    pub no_browser: bool,
+    /// How long to wait for the browser sign-in.
+    pub browser_wait: std::time::Duration,
+    /// Print tokens in the output.
+    pub show_secrets: bool,
+    /// Write the tokens to this file (mode 0600).
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Serialize)]
+struct OAuthOut<'a> {
+    issuer: &'a str,
+    client_id: String,
+    scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -44,6 +63,8 @@ struct SetupOutput<'a> {
     choices: &'a [Choice],
     validations: &'a [Validation],
     accounts: Vec<Account<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oauth: Option<&'a OAuthOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -83,6 +104,31 @@ fn read_password(source: &PasswordSource) -> Result<Secret, String> {
         .map_err(|e| format!("cannot read the password: {e}"))
 }
 
+fn write_tokens(
+    path: &std::path::Path,
+    tokens: &pacc_proto::auth::oauth::Tokens,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let v = serde_json::json!({
+        "access_token": tokens.access_token.expose(),
+        "token_type": tokens.token_type,
+        "expires_in": tokens.expires_in,
+        "refresh_token": tokens.refresh_token.as_ref().map(|r| r.expose()),
+        "scope": tokens.scope,
+    });
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(
+        serde_json::to_string_pretty(&v)
+            .unwrap_or_default()
+            .as_bytes(),
+    )
+}
+
 /// Run the setup; returns the exit code.
 #[allow(clippy::print_stdout)]
 pub async fn run(
@@ -107,8 +153,29 @@ pub async fn run(
         eprint(&format!("Probing {} service(s)…\n", config.protocols.len()));
     }
     let probes = client.probe(config, &|_| {}).await;
-    // OAuth sign-in is not built yet: A-1 falls back to passwords where allowed.
-    let choices = choose(config, &probes, false, false);
+    // OAuth only with usable metadata, checked before anything is confirmed or opened.
+    let issuer = config
+        .authentication
+        .as_ref()
+        .and_then(|a| a.oauth_public.as_ref())
+        .map(|o| o.issuer.clone());
+    let metadata = match &issuer {
+        Some(iss) => match client.oauth_metadata(iss).await {
+            Ok(m) => Some(m.metadata),
+            Err(e) => {
+                eprint(&format!("OAuth is not used: {e}\n"));
+                None
+            }
+        },
+        None => None,
+    };
+    let choices = choose(config, &probes, metadata.is_some(), false);
+    let uses_oauth = choices
+        .iter()
+        .any(|c| matches!(c.decision, Decision::Use(Method::Oauth { .. })));
+    let uses_password = choices
+        .iter()
+        .any(|c| matches!(c.decision, Decision::Use(Method::Password { .. })));
     let used: Vec<&Choice> = choices
         .iter()
         .filter(|c| matches!(c.decision, Decision::Use(_)))
@@ -116,7 +183,8 @@ pub async fn run(
     let print = |ok: bool,
                  confirmation: Option<&ConfirmationRequest>,
                  validations: &[Validation],
-                 error: Option<String>| {
+                 error: Option<String>,
+                 oauth: Option<&OAuthOut<'_>>| {
         let accounts = validations
             .iter()
             .filter(|v| v.is_ok())
@@ -138,6 +206,7 @@ pub async fn run(
             choices: &choices,
             validations,
             accounts,
+            oauth,
             error,
         };
         println!("{}", serde_json::to_string_pretty(&o).unwrap_or_default());
@@ -145,7 +214,7 @@ pub async fn run(
     if used.is_empty() {
         let msg = "no service can be signed in to (see the choices)".to_owned();
         if json {
-            print(false, None, &[], Some(msg));
+            print(false, None, &[], Some(msg), None);
         } else {
             for c in &choices {
                 if let Decision::Skip { skipped } = &c.decision {
@@ -173,12 +242,30 @@ pub async fn run(
         .as_ref()
         .map(|m| m.mx_domains())
         .unwrap_or_default();
-    let request = ConfirmationRequest::new(used.iter().map(|c| c.host.clone()), source, mx_domains);
+    // SEC-1: the OAuth issuer and its endpoints' hosts are shown too.
+    let oauth_hosts: Vec<pacc_proto::name::Domain> = match (&metadata, uses_oauth) {
+        (Some(m), true) => [
+            Some(m.issuer.as_str()),
+            Some(m.authorization_endpoint.as_str()),
+            Some(m.token_endpoint.as_str()),
+            m.registration_endpoint.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(pacc_proto::name::url_host)
+        .collect(),
+        _ => Vec::new(),
+    };
+    let request = ConfirmationRequest::new(
+        used.iter().map(|c| c.host.clone()).chain(oauth_hosts),
+        source,
+        mx_domains,
+    );
     let confirmed = match accept_domains {
         Some(list) => request.accept_domains(list),
         None if std::io::stdin().is_terminal() && !json => {
             eprint(&request.display());
-            eprint("Send your password to these servers? [y/N] ");
+            eprint("Sign in to these servers? [y/N] ");
             let mut answer = String::new();
             let _ = std::io::stdin().lock().read_line(&mut answer);
             request.confirm(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
@@ -190,7 +277,13 @@ pub async fn run(
             let shown: Vec<String> = request.domains().iter().map(|d| d.to_string()).collect();
             eprint(&format!("(the domains are: {})\n", shown.join(",")));
             if json {
-                print(false, Some(&request), &[], Some("not confirmed".into()));
+                print(
+                    false,
+                    Some(&request),
+                    &[],
+                    Some("not confirmed".into()),
+                    None,
+                );
             }
             return exit::NOT_CONFIRMED;
         }
@@ -199,7 +292,7 @@ pub async fn run(
         Ok(c) => c,
         Err(e) => {
             if json {
-                print(false, Some(&request), &[], Some(e.to_string()));
+                print(false, Some(&request), &[], Some(e.to_string()), None);
             } else {
                 eprint(&request.display());
                 let _ = report_error(&e.to_string());
@@ -207,14 +300,91 @@ pub async fn run(
             return exit::NOT_CONFIRMED;
         }
     };
-    let password = match read_password(password) {
-        Ok(p) => p,
-        Err(e) => return report_error(&e),
-    };
-    let credentials = Credentials {
-        password: Some(password),
-        token: None,
-    };
+    let mut credentials = Credentials::default();
+    let mut oauth_out = None;
+    if uses_oauth {
+        let (Some(meta), Some(iss)) = (&metadata, &issuer) else {
+            return report_error("internal: OAuth chosen without metadata");
+        };
+        let scope = pacc_proto::auth::select::scopes(&choices, &meta.scopes_supported).join(" ");
+        // O-7: `resource` is the JMAP session URL when JMAP uses the token.
+        let resource = choices
+            .iter()
+            .find(|c| {
+                c.service == pacc_proto::document::ServiceKind::Jmap
+                    && matches!(c.decision, Decision::Use(Method::Oauth { .. }))
+            })
+            .map(|c| c.target.clone());
+        let no_browser = password.no_browser;
+        let open = move |url: &str| {
+            if no_browser {
+                eprint(&format!("Open this URL in a browser to sign in:\n{url}\n"));
+            } else {
+                eprint(&format!(
+                    "Opening the browser to sign in (or open this URL):\n{url}\n"
+                ));
+                let _ = std::process::Command::new("xdg-open")
+                    .arg(url)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn();
+            }
+        };
+        let store = pacc::oauth::ClientStore::default_location();
+        match client
+            .oauth_authorize(
+                meta,
+                &confirmed,
+                &scope,
+                resource.as_deref(),
+                &store,
+                &open,
+                password.browser_wait,
+            )
+            .await
+        {
+            Ok((tokens, client_id)) => {
+                if let Some((path, Err(e))) = password
+                    .token_file
+                    .as_ref()
+                    .map(|p| (p, write_tokens(p, &tokens)))
+                {
+                    return report_error(&format!("cannot write {}: {e}", path.display()));
+                }
+                oauth_out = Some((
+                    iss.clone(),
+                    client_id,
+                    scope,
+                    tokens.access_token.clone(),
+                    tokens.refresh_token.clone(),
+                ));
+                credentials.token = Some(tokens.access_token);
+            }
+            Err(e) => {
+                let _ = report_error(&format!("OAuth sign-in failed: {e}"));
+                if !uses_password {
+                    return exit::SIGN_IN_FAILED;
+                }
+            }
+        }
+    }
+    if uses_password {
+        match read_password(password) {
+            Ok(p) => credentials.password = Some(p),
+            Err(e) => return report_error(&e),
+        }
+    }
+    let oauth_json = oauth_out.as_ref().map(|(iss, id, scope, at, rt)| OAuthOut {
+        issuer: iss,
+        client_id: id.clone(),
+        scope: scope.clone(),
+        access_token: password.show_secrets.then(|| at.expose()),
+        refresh_token: if password.show_secrets {
+            rt.as_ref().map(|r| r.expose())
+        } else {
+            None
+        },
+    });
     if !json {
         eprint(&format!(
             "Signing in to {} service(s) as {address}…\n",
@@ -226,7 +396,7 @@ pub async fn run(
         .await;
     let ok = validations.iter().all(Validation::is_ok);
     if json {
-        print(ok, Some(&request), &validations, None);
+        print(ok, Some(&request), &validations, None, oauth_json.as_ref());
     } else {
         println!(
             "Account for {address} ({})",

@@ -718,3 +718,109 @@ async fn setup_with_a_password_non_interactively() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn setup_with_oauth_through_the_printed_url() {
+    use pacc_testbed::peers::{self, AuthServer, Dovecot};
+    use tokio::io::AsyncBufReadExt as _;
+    if !(peers::available("dovecot") && peers::auth_server_available()) {
+        eprintln!(
+            "SKIPPED: needs dovecot, node and testdata/oidc/node_modules (.ci/run installs them)"
+        );
+        return;
+    }
+    let tb = Testbed::start().await.unwrap();
+    let dovecot = Dovecot::start(&tb, &["imap.example.test"]).await.unwrap();
+    tb.dns
+        .add_a("imap.example.test", dovecot.ip())
+        .await
+        .unwrap();
+    let auth = AuthServer::start(
+        &tb,
+        "auth.example.test",
+        Some(&dovecot.oauth_key_path()),
+        600,
+    )
+    .await
+    .unwrap();
+    tb.dns.add_a("auth.example.test", auth.ip()).await.unwrap();
+    let doc = br#"{"protocols":{"imap":{"host":"imap.example.test"}},"authentication":{"password":false,"oauth-public":{"issuer":"https://auth.example.test"}},"info":{"provider":{"name":"OAuth only"}}}"#;
+    let _p = tb.provider("example.test", doc).await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let dns = tb.dns_addr().to_string();
+    let ca = tb.ca_file().to_str().unwrap().to_owned();
+    let mut child = tokio::process::Command::new(PACC)
+        .args([
+            "setup",
+            "alice@example.test",
+            "--dns",
+            &dns,
+            "--ca-file",
+            &ca,
+            "--accept-domains",
+            "example.test",
+            "--no-browser",
+            "--json",
+            "--browser-timeout",
+            "30",
+        ])
+        .env("PACC_DATA_DIR", data.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            if line.starts_with("https://auth.example.test/") {
+                return Some(line);
+            }
+        }
+        None
+    })
+    .await
+    .unwrap()
+    .expect("the authorization URL is printed");
+    assert!(
+        url.contains("code_challenge_method=S256") && url.contains("state="),
+        "{url}"
+    );
+    let as_addr = std::net::SocketAddr::new(auth.ip().into(), 443);
+    pacc_testbed::browser::authorize(
+        &url,
+        as_addr,
+        tb.ca.cert_der(),
+        "alice@example.test",
+        "alice-secret",
+    )
+    .await
+    .expect("browser sign-in");
+    let out = child.wait_with_output().await.unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["oauth"]["issuer"], "https://auth.example.test");
+    assert!(
+        v["oauth"]["client_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    assert!(
+        v["oauth"].get("access_token").is_none(),
+        "tokens only with --show-secrets"
+    );
+    assert_eq!(v["accounts"][0]["mechanism"], "OAUTHBEARER");
+    let hosts: Vec<&str> = v["confirmation"]["groups"][0]["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    assert!(
+        hosts.contains(&"auth.example.test"),
+        "the issuer host was confirmed: {hosts:?}"
+    );
+    let stored = std::fs::read_to_string(data.path().join("clients.json")).unwrap();
+    assert!(stored.contains(v["oauth"]["client_id"].as_str().unwrap()));
+}
