@@ -391,9 +391,50 @@ pub async fn run(
             used.len()
         ));
     }
-    let validations = client
+    let mut validations = client
         .sign_in(config, &choices, address.as_str(), &credentials, &confirmed)
         .await;
+    // O-12 / V-4: a rejected token is refreshed once and those services retried once.
+    let token_rejected: Vec<Choice> = validations
+        .iter()
+        .filter(|v| matches!(v.method, Method::Oauth { .. }))
+        .filter(|v| {
+            matches!(
+                &v.outcome,
+                ValidationOutcome::Failed {
+                    class: pacc_proto::auth::login::FailureClass::Credentials,
+                    ..
+                }
+            )
+        })
+        .filter_map(|v| choices.iter().find(|c| c.service == v.service).cloned())
+        .collect();
+    if !token_rejected.is_empty()
+        && let Some((_, client_id, _, _, Some(refresh))) = &oauth_out
+        && let Some(meta) = &metadata
+        && let Ok(fresh) = client
+            .oauth_refresh(meta, &confirmed, client_id, refresh)
+            .await
+    {
+        let retry_creds = Credentials {
+            password: None,
+            token: Some(fresh.access_token),
+        };
+        let retried = client
+            .sign_in(
+                config,
+                &token_rejected,
+                address.as_str(),
+                &retry_creds,
+                &confirmed,
+            )
+            .await;
+        for r in retried {
+            if let Some(slot) = validations.iter_mut().find(|v| v.service == r.service) {
+                *slot = r;
+            }
+        }
+    }
     let ok = validations.iter().all(Validation::is_ok);
     if json {
         print(ok, Some(&request), &validations, None, oauth_json.as_ref());

@@ -323,3 +323,107 @@ async fn forged_redirects_and_mismatched_issuers_are_refused() {
         .unwrap_err();
     assert!(matches!(e, OAuthError::NotConfirmed(_)), "{e}");
 }
+
+#[tokio::test]
+async fn an_expired_token_is_refused_and_a_refreshed_one_works() {
+    if !(["dovecot"].iter().all(|p| peers::available(p)) && peers::auth_server_available()) {
+        eprintln!("SKIPPED: needs dovecot, node and testdata/oidc/node_modules");
+        return;
+    }
+    let tb = testbed().await;
+    let dovecot = Dovecot::start(&tb, &["imap.example.test"]).await.unwrap();
+    tb.dns
+        .add_a("imap.example.test", dovecot.ip())
+        .await
+        .unwrap();
+    // Access tokens live 8 seconds here (long enough to outlast Dovecot's delay after the
+    // failed attempt with the expired one).
+    let auth = AuthServer::start(&tb, "auth.example.test", Some(&dovecot.oauth_key_path()), 8)
+        .await
+        .unwrap();
+    tb.dns.add_a("auth.example.test", auth.ip()).await.unwrap();
+    let config = Config::from_bytes(br#"{"protocols":{"imap":{"host":"imap.example.test"}},"authentication":{"password":false,"oauth-public":{"issuer":"https://auth.example.test"}}}"#)
+        .unwrap()
+        .config;
+    let client = client_with(&tb, Duration::from_secs(20));
+    let probes = client.probe(&config, &|_| {}).await;
+    let choices = choose(&config, &probes, true, false);
+    let meta = client.oauth_metadata(ISSUER).await.unwrap();
+    let confirmed = ConfirmationRequest::new(
+        [
+            Domain::parse("imap.example.test").unwrap(),
+            Domain::parse("auth.example.test").unwrap(),
+        ],
+        "t".into(),
+        vec![],
+    )
+    .confirm(true)
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = ClientStore::at(dir.path().join("c.json"));
+    let as_addr = SocketAddr::new(auth.ip().into(), 443);
+    let ca = tb.ca.cert_der().clone();
+    let open = move |url: &str| {
+        let (url, ca) = (url.to_owned(), ca.clone());
+        tokio::spawn(async move {
+            let _ =
+                browser::authorize(&url, as_addr, &ca, "alice@example.test", "alice-secret").await;
+        });
+    };
+    let (tokens, client_id) = client
+        .oauth_authorize(
+            &meta.metadata,
+            &confirmed,
+            "urn:ietf:params:oauth:scope:mail offline_access",
+            None,
+            &store,
+            &open,
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let creds = |t: pacc_proto::auth::Secret| Credentials {
+        password: None,
+        token: Some(t),
+    };
+    let r = client
+        .sign_in(
+            &config,
+            &choices,
+            "alice@example.test",
+            &creds(tokens.access_token.clone()),
+            &confirmed,
+        )
+        .await;
+    assert!(
+        matches!(
+            r[0].outcome,
+            ValidationOutcome::Failed {
+                class: pacc_proto::auth::login::FailureClass::Credentials,
+                ..
+            }
+        ),
+        "expired: {:?}",
+        r[0].outcome
+    );
+    let fresh = client
+        .oauth_refresh(
+            &meta.metadata,
+            &confirmed,
+            &client_id,
+            tokens.refresh_token.as_ref().unwrap(),
+        )
+        .await
+        .unwrap();
+    let r = client
+        .sign_in(
+            &config,
+            &choices,
+            "alice@example.test",
+            &creds(fresh.access_token),
+            &confirmed,
+        )
+        .await;
+    assert_eq!(r[0].outcome, ValidationOutcome::Ok);
+}
