@@ -138,37 +138,7 @@ pub(crate) async fn get(
 
     // Body: read frames until the end or the cap (RET-9), never past it.
     let body_deadline = stage_deadline(ctx.timeouts.response, deadline);
-    let mut body = response.into_body();
-    let mut raw = Vec::with_capacity(declared.map_or(4096, |n| n as usize));
-    loop {
-        match timeout_at(body_deadline, body.frame()).await {
-            Err(_) => {
-                return Err(FetchError::Timeout {
-                    host: h,
-                    stage: "body".to_owned(),
-                });
-            }
-            Ok(None) => break,
-            Ok(Some(Err(e))) => {
-                return Err(FetchError::Protocol {
-                    host: h,
-                    detail: e.to_string(),
-                });
-            }
-            Ok(Some(Ok(frame))) => {
-                if let Ok(data) = frame.into_data() {
-                    if raw.len() + data.len() > MAX_BODY {
-                        return Err(FetchError::BodyTooLarge {
-                            url: url.to_owned(),
-                            limit: MAX_BODY,
-                            declared,
-                        });
-                    }
-                    raw.extend_from_slice(&data);
-                }
-            }
-        }
-    }
+    let raw = read_capped(response.into_body(), body_deadline, &h, url, declared).await?;
     drop(driver);
 
     // RET-8 / Q-22: hash the bytes after content-decoding.
@@ -180,6 +150,46 @@ pub(crate) async fn get(
         tls: tls_info,
         peer,
     })
+}
+
+/// Read a response body until its end or the cap (RET-9), never past it, before `deadline`.
+async fn read_capped(
+    mut body: hyper::body::Incoming,
+    deadline: Instant,
+    host: &str,
+    url: &str,
+    declared: Option<u64>,
+) -> Result<Vec<u8>, FetchError> {
+    let mut out = Vec::with_capacity(declared.map_or(4096, |n| n.min(MAX_BODY as u64) as usize));
+    loop {
+        match timeout_at(deadline, body.frame()).await {
+            Err(_) => {
+                return Err(FetchError::Timeout {
+                    host: host.to_owned(),
+                    stage: "body".to_owned(),
+                });
+            }
+            Ok(None) => return Ok(out),
+            Ok(Some(Err(e))) => {
+                return Err(FetchError::Protocol {
+                    host: host.to_owned(),
+                    detail: e.to_string(),
+                });
+            }
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if out.len() + data.len() > MAX_BODY {
+                        return Err(FetchError::BodyTooLarge {
+                            url: url.to_owned(),
+                            limit: MAX_BODY,
+                            declared,
+                        });
+                    }
+                    out.extend_from_slice(&data);
+                }
+            }
+        }
+    }
 }
 
 /// One HTTP exchange step under `deadline`: a hyper error is a protocol failure, the
@@ -421,36 +431,6 @@ pub(crate) async fn exchange(
         })?;
     let response = http_step(&h, "response", step, sender.send_request(req)).await?;
     let status = response.status().as_u16();
-    let mut body = response.into_body();
-    let mut out = Vec::new();
-    loop {
-        match timeout_at(step, body.frame()).await {
-            Err(_) => {
-                return Err(FetchError::Timeout {
-                    host: h,
-                    stage: "body".to_owned(),
-                });
-            }
-            Ok(None) => break,
-            Ok(Some(Err(e))) => {
-                return Err(FetchError::Protocol {
-                    host: h,
-                    detail: e.to_string(),
-                });
-            }
-            Ok(Some(Ok(frame))) => {
-                if let Ok(data) = frame.into_data() {
-                    if out.len() + data.len() > MAX_BODY {
-                        return Err(FetchError::BodyTooLarge {
-                            url: url.to_owned(),
-                            limit: MAX_BODY,
-                            declared: None,
-                        });
-                    }
-                    out.extend_from_slice(&data);
-                }
-            }
-        }
-    }
+    let out = read_capped(response.into_body(), step, &h, url, None).await?;
     Ok((status, out))
 }

@@ -103,16 +103,12 @@ async fn publish(tb: &Testbed, dir: &Path, ip: std::net::Ipv4Addr) -> Descriptio
     desc
 }
 
-/// One raw HTTPS request with a chosen SNI and Host.
-async fn raw(
+/// A TLS connection to `addr` with `sni`, trusting the testbed CA.
+async fn tls_connect(
     tb: &Testbed,
     addr: SocketAddr,
     sni: &str,
-    host: &str,
-    method: &str,
-    path: &str,
-    etag: Option<&str>,
-) -> (u16, hyper::HeaderMap, Bytes) {
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(tb.ca.cert_der().clone()).unwrap();
     let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -123,13 +119,26 @@ async fn raw(
     .with_root_certificates(roots)
     .with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect(
             rustls::pki_types::ServerName::try_from(sni.to_owned()).unwrap(),
             tcp,
         )
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// One raw HTTPS request with a chosen SNI and Host.
+async fn raw(
+    tb: &Testbed,
+    addr: SocketAddr,
+    sni: &str,
+    host: &str,
+    method: &str,
+    path: &str,
+    etag: Option<&str>,
+) -> (u16, hyper::HeaderMap, Bytes) {
+    let tls = tls_connect(tb, addr, sni).await;
     let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
         .await
         .unwrap();
@@ -154,23 +163,7 @@ async fn raw(
 /// Write raw bytes over TLS and return what the server answers before it closes (or 3 s).
 async fn raw_bytes(tb: &Testbed, addr: SocketAddr, sni: &str, bytes: &[u8]) -> Vec<u8> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(tb.ca.cert_der().clone()).unwrap();
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(
-            rustls::pki_types::ServerName::try_from(sni.to_owned()).unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
+    let mut tls = tls_connect(tb, addr, sni).await;
     let _ = tls.write_all(bytes).await;
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(3), tls.read_to_end(&mut out)).await;
