@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pacc::Client;
 use pacc_proto::name::Domain;
-use pacc_proto::provider::check::{CheckFinding, Verdict, check, rotation_plan};
+use pacc_proto::provider::check::{CheckFinding, Verdict, check_with_oauth, rotation_plan};
 use pacc_proto::provider::render::{Publication, publication, render};
 use pacc_proto::provider::{Description, DocumentSpec};
 use serde::Serialize;
@@ -171,7 +171,23 @@ pub async fn check_cmd(
         (Ok(v), true) => Some(client.probe(&v.document.config, &|_| {}).await),
         _ => None,
     };
-    let findings = check(&report, probes.as_deref(), expected.as_deref());
+    let issuer = report
+        .outcome
+        .as_ref()
+        .ok()
+        .and_then(|v| v.document.config.authentication.as_ref())
+        .and_then(|a| a.oauth_public.as_ref())
+        .map(|o| o.issuer.clone());
+    let oauth = match issuer {
+        Some(iss) => Some(client.oauth_metadata(&iss).await.map_err(|e| e.to_string())),
+        None => None,
+    };
+    let findings = check_with_oauth(
+        &report,
+        probes.as_deref(),
+        expected.as_deref(),
+        oauth.as_ref(),
+    );
     let ok = !findings.iter().any(|f| f.verdict == Verdict::Fail);
     if json {
         let o = CheckOutput {

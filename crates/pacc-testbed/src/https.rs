@@ -51,6 +51,14 @@ pub enum Reply {
     },
     /// Complete TLS, read the request, never answer.
     NeverAnswer,
+    /// `401` with this `WWW-Authenticate` challenge without an `Authorization` header, and
+    /// `ok_status` (empty body) with one: a resource server that accepts any credential.
+    AuthGate {
+        /// The challenge, e.g. `Basic realm="x"`.
+        challenge: String,
+        /// The status for authenticated requests (200, 207).
+        ok_status: u16,
+    },
 }
 
 impl Reply {
@@ -205,6 +213,7 @@ async fn answer(
     b: Arc<Behaviour>,
     st: Arc<Stats>,
 ) -> Result<Response<Body>, Infallible> {
+    let authorized = req.headers().contains_key("authorization");
     let recorded = RecordedRequest {
         method: req.method().to_string(),
         target: req.uri().to_string(),
@@ -292,6 +301,21 @@ async fn answer(
         Reply::NeverAnswer => {
             std::future::pending::<()>().await;
             unreachable!("pending never completes")
+        }
+        Reply::AuthGate {
+            challenge,
+            ok_status,
+        } => {
+            if authorized {
+                Response::builder()
+                    .status(*ok_status)
+                    .body(full(Bytes::new()))
+            } else {
+                Response::builder()
+                    .status(401)
+                    .header("www-authenticate", challenge.as_str())
+                    .body(full(Bytes::new()))
+            }
         }
     };
     Ok(resp.unwrap_or_else(|_| Response::new(full(Bytes::new()))))

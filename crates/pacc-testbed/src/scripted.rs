@@ -94,6 +94,7 @@ impl ScriptedServer {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
+                let _ = tcp.set_nodelay(true);
                 let (acceptor, script, rec) = (acceptor.clone(), script.clone(), rec.clone());
                 conns.spawn(async move {
                     let mut conn = if implicit_tls {

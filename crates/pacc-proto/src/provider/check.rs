@@ -101,11 +101,24 @@ fn fetch_fix(e: &FetchError, host: &str) -> String {
     }
 }
 
+/// The OAuth issuer's metadata as fetched and checked by the client, or why it failed.
+pub type OAuthCheck = Result<crate::auth::oauth::CheckedMetadata, String>;
+
 /// Judge `report` (and `probes`, and the `expected` bytes if the provider gave them).
 pub fn check(
     report: &Report,
     probes: Option<&[ServiceProbe]>,
     expected: Option<&[u8]>,
+) -> Vec<CheckFinding> {
+    check_with_oauth(report, probes, expected, None)
+}
+
+/// [`check`], with the result of fetching the OAuth issuer's metadata (PV-6 (7)).
+pub fn check_with_oauth(
+    report: &Report,
+    probes: Option<&[ServiceProbe]>,
+    expected: Option<&[u8]>,
+    oauth: Option<&OAuthCheck>,
 ) -> Vec<CheckFinding> {
     let mut out = Vec::new();
     let host = format!("ua-auto-config.{}", report.domain);
@@ -428,23 +441,28 @@ pub fn check(
             )),
         }
     }
-    // 9. OAuth metadata: checked once sign-in support lands.
+    // 9. The OAuth issuer's metadata (O-2, O-3).
     let issuer = report
         .outcome
         .as_ref()
         .ok()
         .and_then(|v| v.document.config.authentication.as_ref())
         .and_then(|a| a.oauth_public.as_ref());
-    if let Some(o) = issuer {
-        out.push(f(
-            Verdict::Info,
+    match (issuer, oauth) {
+        (Some(o), Some(Ok(m))) => {
+            out.push(f(Verdict::Pass, "oauth", format!("issuer {}: metadata usable (code flow, PKCE S256, public clients)", o.issuer), None));
+            for w in &m.warnings {
+                out.push(f(Verdict::Warn, "oauth", w.clone(), Some("see RFC 8414 and the OAuth public-client profile".into())));
+            }
+        }
+        (Some(o), Some(Err(e))) => out.push(f(
+            Verdict::Fail,
             "oauth",
-            format!(
-                "issuer {} published; its metadata is not checked by this version",
-                o.issuer
-            ),
-            None,
-        ));
+            format!("issuer {}: {e}", o.issuer),
+            Some("serve RFC 8414 metadata whose issuer is exactly the published one, with S256 and token_endpoint_auth_method none".into()),
+        )),
+        (Some(o), None) => out.push(f(Verdict::Info, "oauth", format!("issuer {} published; its metadata was not checked", o.issuer), None)),
+        (None, _) => {}
     }
     out
 }
