@@ -824,3 +824,92 @@ async fn setup_with_oauth_through_the_printed_url() {
     let stored = std::fs::read_to_string(data.path().join("clients.json")).unwrap();
     assert!(stored.contains(v["oauth"]["client_id"].as_str().unwrap()));
 }
+
+/// The interactive path on a real terminal (a pty from util-linux `script`): the user sees
+/// the hosts, answers the question, types the password without echo.
+#[tokio::test]
+async fn setup_interactively_on_a_terminal() {
+    use pacc_testbed::peers::{self, Dovecot};
+    if !(peers::available("dovecot") && peers::available("script")) {
+        eprintln!("SKIPPED: needs dovecot and util-linux script");
+        return;
+    }
+    let tb = Testbed::start().await.unwrap();
+    let dovecot = Dovecot::start(&tb, &["imap.example.test"]).await.unwrap();
+    tb.dns
+        .add_a("imap.example.test", dovecot.ip())
+        .await
+        .unwrap();
+    let doc = br#"{"protocols":{"imap":{"host":"imap.example.test"}},"authentication":{"password":true},"info":{"provider":{"name":"TTY"}}}"#;
+    let _p = tb.provider("example.test", doc).await.unwrap();
+    let cmd = format!(
+        "{PACC} setup alice@example.test --dns {} --ca-file {}",
+        tb.dns_addr(),
+        tb.ca_file().display()
+    );
+    for (answer, code) in [("n", 7), ("y", 0)] {
+        let (status, screen) = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            let mut child = tokio::process::Command::new("script")
+                .args(["-qec", &cmd, "/dev/null"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            let mut stdout = child.stdout.take().unwrap();
+            let mut screen = Vec::new();
+            // Read the terminal until `prompt` shows, then type `line`.
+            async fn wait_for(
+                stdout: &mut tokio::process::ChildStdout,
+                screen: &mut Vec<u8>,
+                prompt: &str,
+            ) {
+                let mut buf = [0u8; 4096];
+                while !String::from_utf8_lossy(screen).contains(prompt) {
+                    let n = stdout.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    screen.extend_from_slice(&buf[..n]);
+                }
+            }
+            wait_for(&mut stdout, &mut screen, "[y/N]").await;
+            let _ = stdin.write_all(format!("{answer}\n").as_bytes()).await;
+            if answer == "y" {
+                wait_for(&mut stdout, &mut screen, "Password:").await;
+                let _ = stdin.write_all(b"alice-secret\n").await;
+            }
+            let _ = stdout.read_to_end(&mut screen).await;
+            drop(stdin);
+            (
+                child.wait().await.unwrap(),
+                String::from_utf8_lossy(&screen).into_owned(),
+            )
+        })
+        .await
+        .expect("finished");
+        assert_eq!(status.code(), Some(code), "{answer}: {screen}");
+        assert!(
+            screen.contains("Your credentials would be sent to these domains:")
+                && screen.contains("imap.example.test"),
+            "{screen}"
+        );
+        assert!(
+            screen.contains("Sign in to these servers? [y/N]"),
+            "{screen}"
+        );
+        assert!(
+            !screen.contains("alice-secret"),
+            "the password is never echoed or printed: {screen}"
+        );
+        if code == 0 {
+            assert!(
+                screen.contains("Password:") && screen.contains("ok     IMAP"),
+                "{screen}"
+            );
+        }
+    }
+}

@@ -214,6 +214,30 @@ async fn one_grant_for_every_service_client_reused_and_refresh() {
         .await;
     assert_eq!(r[0].outcome, ValidationOutcome::Ok);
 
+    // XOAUTH2 works too where offered (Dovecot offers both).
+    let mut xo = imap.clone();
+    xo[0].decision = Decision::Use(Method::Oauth {
+        mechanism: "XOAUTH2".into(),
+    });
+    let r = client
+        .sign_in(&w.config, &xo, "alice@example.test", &creds, &confirmed)
+        .await;
+    assert_eq!(r[0].outcome, ValidationOutcome::Ok, "XOAUTH2");
+    let r = client
+        .sign_in(&w.config, &xo, "bob@example.test", &creds, &confirmed)
+        .await;
+    assert!(
+        matches!(
+            r[0].outcome,
+            ValidationOutcome::Failed {
+                class: pacc_proto::auth::login::FailureClass::Credentials,
+                ..
+            }
+        ),
+        "XOAUTH2 error path: {:?}",
+        r[0].outcome
+    );
+
     // A token for alice presented as bob is refused: the credentials class.
     let r = client
         .sign_in(&w.config, &imap, "bob@example.test", &creds, &confirmed)
