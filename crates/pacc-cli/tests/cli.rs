@@ -747,6 +747,7 @@ async fn setup_with_oauth_through_the_printed_url() {
     let doc = br#"{"protocols":{"imap":{"host":"imap.example.test"}},"authentication":{"password":false,"oauth-public":{"issuer":"https://auth.example.test"}},"info":{"provider":{"name":"OAuth only"}}}"#;
     let _p = tb.provider("example.test", doc).await.unwrap();
     let data = tempfile::tempdir().unwrap();
+    let token_path = data.path().join("tokens.json").to_str().unwrap().to_owned();
     let dns = tb.dns_addr().to_string();
     let ca = tb.ca_file().to_str().unwrap().to_owned();
     let mut child = tokio::process::Command::new(PACC)
@@ -763,6 +764,8 @@ async fn setup_with_oauth_through_the_printed_url() {
             "--json",
             "--browser-timeout",
             "30",
+            "--token-file",
+            &token_path,
         ])
         .env("PACC_DATA_DIR", data.path())
         .stdin(std::process::Stdio::null())
@@ -820,6 +823,29 @@ async fn setup_with_oauth_through_the_printed_url() {
     assert!(
         hosts.contains(&"auth.example.test"),
         "the issuer host was confirmed: {hosts:?}"
+    );
+    // The tokens went only to the file the user named, readable by the user alone.
+    use std::os::unix::fs::PermissionsExt as _;
+    let tokens = data.path().join("tokens.json");
+    let listing: Vec<_> = std::fs::read_dir(data.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        tokens.exists(),
+        "{listing:?} stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::metadata(&tokens).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let t: Value = serde_json::from_str(&std::fs::read_to_string(&tokens).unwrap()).unwrap();
+    let access = t["access_token"].as_str().unwrap();
+    assert!(
+        !access.is_empty()
+            && !String::from_utf8_lossy(&out.stdout).contains(access)
+            && !String::from_utf8_lossy(&out.stderr).contains(access)
     );
     let stored = std::fs::read_to_string(data.path().join("clients.json")).unwrap();
     assert!(stored.contains(v["oauth"]["client_id"].as_str().unwrap()));

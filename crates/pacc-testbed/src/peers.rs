@@ -19,6 +19,15 @@ pub const USERS: [(&str, &str); 2] = [
     ("bob@example.test", "bob-secret"),
 ];
 
+/// A Dovecot account whose password has expired: refused with RFC 5530 [EXPIRED] (needs
+/// Dovecot's Lua passdb, package `dovecot-auth-lua`; see [`expired_accounts`]).
+pub const EXPIRED_USER: &str = "carol@example.test";
+
+/// Whether Dovecot can report [`EXPIRED_USER`] as expired (its Lua passdb is installed).
+pub fn expired_accounts() -> bool {
+    Path::new("/usr/lib/dovecot/modules/auth/libauthdb_lua.so").exists()
+}
+
 /// Whether `program` is installed (in PATH or at an absolute path).
 pub fn available(program: &str) -> bool {
     if program.starts_with('/') {
@@ -143,6 +152,21 @@ impl Dovecot {
                 d.display()
             ),
         )?;
+        // With the Lua passdb one account's password is reported expired (the "account" class).
+        let expired = if expired_accounts() {
+            write(
+                &d.join("expired.lua"),
+                &format!(
+                    "function auth_passdb_lookup(req)\n  if req.user == \"{EXPIRED_USER}\" then\n    return dovecot.auth.PASSDB_RESULT_PASS_EXPIRED, \"password expired\"\n  end\n  return dovecot.auth.PASSDB_RESULT_USER_UNKNOWN, \"\"\nend\n"
+                ),
+            )?;
+            format!(
+                "passdb {{\n  driver = lua\n  args = file={}/expired.lua blocking=yes\n  mechanisms = plain login\n  result_failure = continue\n  result_internalfail = continue\n}}\n",
+                d.display()
+            )
+        } else {
+            String::new()
+        };
         let conf = format!(
             r#"base_dir = {d}/run
 state_dir = {d}/state
@@ -157,7 +181,7 @@ auth_mechanisms = plain login oauthbearer xoauth2
 auth_failure_delay = 0
 first_valid_uid = 8
 mail_location = maildir:{d}/mail/%d/%n
-passdb {{
+{expired}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {d}/users
   mechanisms = plain login

@@ -260,3 +260,32 @@ async fn an_unadvertised_mechanism_is_a_mechanism_failure() {
         r[0].outcome
     );
 }
+
+#[tokio::test]
+async fn an_expired_account_is_the_account_class() {
+    if !peers::expired_accounts() {
+        eprintln!("SKIPPED: needs dovecot-auth-lua (.ci/run installs it)");
+        return;
+    }
+    let Some(p) = peers().await else { return };
+    let client = client_with(&p.tb, Duration::from_secs(20));
+    let probes = client.probe(&p.config, &|_| {}).await;
+    let mut choices = choose(&p.config, &probes, false, false);
+    choices.retain(|c| c.service == ServiceKind::Imap);
+    let confirmed = ConfirmationRequest::new([choices[0].host.clone()], "t".into(), vec![])
+        .confirm(true)
+        .unwrap();
+    let creds = Credentials {
+        password: Some(Secret::new("whatever")),
+        token: None,
+    };
+    let r = client
+        .sign_in(&p.config, &choices, peers::EXPIRED_USER, &creds, &confirmed)
+        .await;
+    let log = std::fs::read_to_string(p.dovecot.dir().join("dovecot.log")).unwrap_or_default();
+    assert!(
+        matches!(&r[0].outcome, ValidationOutcome::Failed { class: FailureClass::Account, message } if message.contains("EXPIRED")),
+        "{:?}\n{log}",
+        r[0].outcome
+    );
+}
