@@ -19,7 +19,7 @@ pub const USERS: [(&str, &str); 2] = [
     ("bob@example.test", "bob-secret"),
 ];
 
-/// A Dovecot account whose password has expired: refused with RFC 5530 [EXPIRED] (needs
+/// A Dovecot account whose password has expired: refused with RFC 5530 `[EXPIRED]` (needs
 /// Dovecot's Lua passdb, package `dovecot-auth-lua`; see [`expired_accounts`]).
 pub const EXPIRED_USER: &str = "carol@example.test";
 
