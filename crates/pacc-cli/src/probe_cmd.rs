@@ -11,7 +11,7 @@ use pacc_proto::probe::{Offered, ProbeStatus, ServiceProbe};
 use serde::Serialize;
 
 use crate::output::{DiscoverOutput, JSON_VERSION};
-use crate::{OutputArgs, exit, progress};
+use crate::{OutputArgs, exit};
 
 /// The result of `pacc probe` (docs/json-output.md).
 #[derive(Serialize)]
@@ -117,11 +117,7 @@ impl fmt::Display for Table<'_> {
 
 #[allow(clippy::print_stdout)]
 pub async fn run(client: &Client, address: &EmailAddress, out: &OutputArgs) -> u8 {
-    let progress = progress::Progress::new(!out.json);
-    let report = client
-        .discover_domain(address.domain(), &|p| progress.update(p))
-        .await;
-    progress.finish();
+    let report = crate::discover_with_progress(client, address, !out.json).await;
     let discovery = DiscoverOutput::new(address, &report);
     let Ok(verified) = &report.outcome else {
         // Nothing to probe: report the discovery failure as `pacc discover` would.

@@ -13,7 +13,7 @@ use pacc_proto::name::EmailAddress;
 use serde::Serialize;
 
 use crate::output::{DiscoverOutput, JSON_VERSION};
-use crate::{exit, progress, report_error};
+use crate::{exit, report_error};
 
 /// Where the password comes from, and how the OAuth browser step runs.
 pub struct PasswordSource {
@@ -138,11 +138,7 @@ pub async fn run(
     password: &PasswordSource,
     json: bool,
 ) -> u8 {
-    let progress = progress::Progress::new(!json);
-    let report = client
-        .discover_domain(address.domain(), &|p| progress.update(p))
-        .await;
-    progress.finish();
+    let report = crate::discover_with_progress(client, address, !json).await;
     let discovery = DiscoverOutput::new(address, &report);
     let Ok(verified) = &report.outcome else {
         discovery.print(json);

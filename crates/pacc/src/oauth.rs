@@ -275,19 +275,7 @@ pub(crate) async fn authorize(
     )
     .map_err(OAuthError::Redirect)?;
     let body = oauth::token_request(&code, &redirect_uri, &client_id, &pkce, resource);
-    let (status, resp) = exchange(
-        ctx,
-        "POST",
-        &meta.token_endpoint,
-        Some((
-            "application/x-www-form-urlencoded",
-            body.expose().as_bytes().to_vec(),
-        )),
-        deadline,
-    )
-    .await
-    .map_err(|e| OAuthError::Token(e.to_string()))?;
-    let tokens = oauth::parse_token_response(status, &resp).map_err(OAuthError::Token)?;
+    let tokens = token_post(ctx, meta, &body, deadline).await?;
     Ok((tokens, client_id))
 }
 
@@ -302,13 +290,23 @@ pub(crate) async fn refresh(
 ) -> Result<Tokens, OAuthError> {
     require(confirmed, &meta.token_endpoint)?;
     let body = oauth::refresh_request(refresh_token, client_id);
+    token_post(ctx, meta, &body, deadline).await
+}
+
+/// POST a form to the token endpoint and read the tokens (RFC 6749 §5).
+async fn token_post(
+    ctx: &FetchContext<'_>,
+    meta: &Metadata,
+    form: &Secret,
+    deadline: Instant,
+) -> Result<Tokens, OAuthError> {
     let (status, resp) = exchange(
         ctx,
         "POST",
         &meta.token_endpoint,
         Some((
             "application/x-www-form-urlencoded",
-            body.expose().as_bytes().to_vec(),
+            form.expose().as_bytes().to_vec(),
         )),
         deadline,
     )
