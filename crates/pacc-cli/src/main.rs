@@ -6,6 +6,7 @@ mod probe_cmd;
 mod progress;
 mod provider_cmd;
 mod setup_cmd;
+mod tty;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -99,7 +99,7 @@ fn read_password(source: &PasswordSource) -> Result<Secret, String> {
             "no password: use --password-stdin or --password-env VAR when not on a terminal".into(),
         );
     }
-    rpassword::prompt_password("Password: ")
+    crate::tty::prompt_hidden("Password: ")
         .map(Secret::new)
         .map_err(|e| format!("cannot read the password: {e}"))
 }
