@@ -75,16 +75,28 @@ fn eprint(s: &str) {
     let _ = e.flush();
 }
 
-fn read_password(source: &PasswordSource) -> Result<Secret, String> {
+/// Why no password was obtained.
+enum PasswordError {
+    /// The user pressed Ctrl-C at the prompt.
+    Cancelled,
+    Other(String),
+}
+
+impl From<String> for PasswordError {
+    fn from(s: String) -> Self {
+        PasswordError::Other(s)
+    }
+}
+
+fn read_password(source: &PasswordSource) -> Result<Secret, PasswordError> {
     if source.stdin {
         let mut line = String::new();
-        std::io::stdin()
-            .lock()
+        std::io::Read::take(std::io::stdin().lock(), 64 * 1024)
             .read_line(&mut line)
             .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
         let pw = line.trim_end_matches(['\r', '\n']).to_owned();
         return if pw.is_empty() {
-            Err("empty password on stdin".into())
+            Err(String::from("empty password on stdin").into())
         } else {
             Ok(Secret::new(pw))
         };
@@ -92,16 +104,20 @@ fn read_password(source: &PasswordSource) -> Result<Secret, String> {
     if let Some(var) = &source.env {
         return std::env::var(var)
             .map(Secret::new)
-            .map_err(|_| format!("environment variable {var} is not set"));
+            .map_err(|_| format!("environment variable {var} is not set").into());
     }
     if !std::io::stdin().is_terminal() {
-        return Err(
-            "no password: use --password-stdin or --password-env VAR when not on a terminal".into(),
-        );
+        return Err(String::from(
+            "no password: use --password-stdin or --password-env VAR when not on a terminal",
+        )
+        .into());
     }
-    crate::tty::prompt_hidden("Password: ")
-        .map(Secret::new)
-        .map_err(|e| format!("cannot read the password: {e}"))
+    match crate::tty::prompt_hidden("Password: ") {
+        Ok(p) if p.is_empty() => Err(String::from("empty password").into()),
+        Ok(p) => Ok(Secret::new(p)),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(PasswordError::Cancelled),
+        Err(e) => Err(format!("cannot read the password: {e}").into()),
+    }
 }
 
 fn write_tokens(
@@ -367,7 +383,11 @@ pub async fn run(
     if uses_password {
         match read_password(password) {
             Ok(p) => credentials.password = Some(p),
-            Err(e) => return report_error(&e),
+            Err(PasswordError::Cancelled) => {
+                eprint("Cancelled; nothing was sent.");
+                return exit::NOT_CONFIRMED;
+            }
+            Err(PasswordError::Other(e)) => return report_error(&e),
         }
     }
     let oauth_json = oauth_out.as_ref().map(|(iss, id, scope, at, rt)| OAuthOut {

@@ -873,7 +873,7 @@ async fn setup_interactively_on_a_terminal() {
         tb.dns_addr(),
         tb.ca_file().display()
     );
-    for (answer, code) in [("n", 7), ("y", 0)] {
+    for (answer, code) in [("n", 7), ("y", 0), ("cancel", 7)] {
         let (status, screen) = tokio::time::timeout(std::time::Duration::from_secs(30), async {
             use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
             let mut child = tokio::process::Command::new("script")
@@ -903,10 +903,17 @@ async fn setup_interactively_on_a_terminal() {
                 }
             }
             wait_for(&mut stdout, &mut screen, "[y/N]").await;
-            let _ = stdin.write_all(format!("{answer}\n").as_bytes()).await;
-            if answer == "y" {
+            let yes = answer != "n";
+            let _ = stdin.write_all(if yes { b"y\n" } else { b"n\n" }).await;
+            if yes {
                 wait_for(&mut stdout, &mut screen, "Password:").await;
-                let _ = stdin.write_all(b"alice-secret\n").await;
+                // Ctrl-C at the prompt cancels; otherwise type the password.
+                let keys: &[u8] = if answer == "cancel" {
+                    b"alice-sec\x03"
+                } else {
+                    b"alice-secret\n"
+                };
+                let _ = stdin.write_all(keys).await;
             }
             let _ = stdout.read_to_end(&mut screen).await;
             drop(stdin);
@@ -936,6 +943,13 @@ async fn setup_interactively_on_a_terminal() {
                 screen.contains("Password:") && screen.contains("ok     IMAP"),
                 "{screen}"
             );
+        }
+        if answer == "cancel" {
+            assert!(
+                screen.contains("Cancelled; nothing was sent.") && !screen.contains("IMAP    "),
+                "{screen}"
+            );
+            assert!(!screen.contains("alice-sec"), "{screen}");
         }
     }
 }
