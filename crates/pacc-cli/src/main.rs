@@ -37,7 +37,8 @@ pub mod exit {
     pub const SERVICE_UNUSABLE: u8 = 5;
     /// `pacc setup`: signing in failed for some service.
     pub const SIGN_IN_FAILED: u8 = 6;
-    /// `pacc setup`: the hosts were not confirmed; nothing was sent.
+    /// `pacc setup`: the hosts were not confirmed (or the password prompt was cancelled);
+    /// nothing was sent.
     pub const NOT_CONFIRMED: u8 = 7;
 }
 
@@ -68,7 +69,7 @@ Exit codes:
   4  temporary failure of discovery
   5  no service can be signed in to
   6  signing in failed for some service (see its class)
-  7  not confirmed: nothing was sent";
+  7  not confirmed, or the password prompt cancelled with Ctrl-C: nothing was sent";
 
 /// Set up mail, calendar and contacts from an email address, securely (PACC,
 /// draft-ietf-mailmaint-pacc).
