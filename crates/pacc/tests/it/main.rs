@@ -16,11 +16,34 @@ use pacc_proto::discovery::DiscoveryError;
 use pacc_proto::fetch::FailureClass;
 use pacc_proto::name::EmailAddress;
 use pacc_testbed::Testbed;
+use pacc_testbed::peers::{Dovecot, Postfix};
 
 pub(crate) async fn testbed() -> Testbed {
     Testbed::start()
         .await
         .expect("testbed (needs root to bind ports 53 and 443)")
+}
+
+/// The real mail peers most tests share: Dovecot for `imap.`, `pop.` and `sieve.example.test`,
+/// Postfix (authenticating through that Dovecot) for `smtp.example.test`, all named in DNS.
+pub(crate) async fn mail_peers(tb: &Testbed) -> (Dovecot, Postfix) {
+    let mail = [
+        "imap.example.test",
+        "pop.example.test",
+        "sieve.example.test",
+    ];
+    let dovecot = Dovecot::start(tb, &mail).await.expect("dovecot");
+    for n in mail {
+        tb.dns.add_a(n, dovecot.ip()).await.unwrap();
+    }
+    let postfix = Postfix::start(tb, "smtp.example.test", &dovecot)
+        .await
+        .expect("postfix");
+    tb.dns
+        .add_a("smtp.example.test", postfix.ip())
+        .await
+        .unwrap();
+    (dovecot, postfix)
 }
 
 pub(crate) fn client_with(tb: &Testbed, overall: Duration) -> Client {

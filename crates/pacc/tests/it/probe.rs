@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use pacc_proto::document::{Config, ServiceKind};
 use pacc_proto::probe::usable::Usable;
 use pacc_proto::probe::{Offered, ProbeStatus, ServiceProbe};
-use pacc_testbed::peers::{self, Cyrus, Dovecot, Postfix, Radicale};
+use pacc_testbed::peers::{self, Cyrus, Radicale};
 use pacc_testbed::{Behaviour, CertKind, Reply, ScriptStep, ScriptedServer, Testbed};
 
 use crate::{client_with, testbed};
@@ -82,19 +82,7 @@ async fn real_dovecot_postfix_radicale() {
         return;
     }
     let tb = testbed().await;
-    let mail = [
-        "imap.example.test",
-        "pop.example.test",
-        "sieve.example.test",
-    ];
-    let dovecot = Dovecot::start(&tb, &mail).await.expect("dovecot");
-    for n in mail {
-        a(&tb, n, IpAddr::V4(dovecot.ip())).await;
-    }
-    let postfix = Postfix::start(&tb, "smtp.example.test", &dovecot)
-        .await
-        .expect("postfix");
-    a(&tb, "smtp.example.test", IpAddr::V4(postfix.ip())).await;
+    let (dovecot, _postfix) = crate::mail_peers(&tb).await;
     let radicale = Radicale::start(&tb, &["dav.example.test"])
         .await
         .expect("radicale");

@@ -35,22 +35,7 @@ async fn peers() -> Option<Peers> {
         return None;
     }
     let tb = testbed().await;
-    let mail = [
-        "imap.example.test",
-        "pop.example.test",
-        "sieve.example.test",
-    ];
-    let dovecot = Dovecot::start(&tb, &mail).await.expect("dovecot");
-    for n in mail {
-        tb.dns.add_a(n, dovecot.ip()).await.unwrap();
-    }
-    let postfix = Postfix::start(&tb, "smtp.example.test", &dovecot)
-        .await
-        .expect("postfix");
-    tb.dns
-        .add_a("smtp.example.test", postfix.ip())
-        .await
-        .unwrap();
+    let (dovecot, postfix) = crate::mail_peers(&tb).await;
     let radicale = Radicale::start(&tb, &["dav.example.test"])
         .await
         .expect("radicale");
