@@ -287,22 +287,10 @@ async fn probe_json_against_real_daemons() {
         return;
     }
     let tb = Testbed::start().await.unwrap();
-    let dovecot = Dovecot::start(&tb, &["imap.example.test", "sieve.example.test"])
+    let _dovecot = Dovecot::start(&tb, &["imap.example.test", "sieve.example.test"])
         .await
         .unwrap();
-    let radicale = Radicale::start(&tb, &["dav.example.test"]).await.unwrap();
-    tb.dns
-        .add_a("imap.example.test", dovecot.ip())
-        .await
-        .unwrap();
-    tb.dns
-        .add_a("sieve.example.test", dovecot.ip())
-        .await
-        .unwrap();
-    tb.dns
-        .add_a("dav.example.test", radicale.ip())
-        .await
-        .unwrap();
+    let _radicale = Radicale::start(&tb, &["dav.example.test"]).await.unwrap();
     // pop.example.test points at an address where nothing listens: one service down.
     tb.dns
         .add_a(
@@ -627,19 +615,7 @@ async fn setup_with_a_password_non_interactively() {
     let dovecot = Dovecot::start(&tb, &["imap.example.test", "pop.example.test"])
         .await
         .unwrap();
-    let radicale = Radicale::start(&tb, &["dav.example.test"]).await.unwrap();
-    tb.dns
-        .add_a("imap.example.test", dovecot.ip())
-        .await
-        .unwrap();
-    tb.dns
-        .add_a("pop.example.test", dovecot.ip())
-        .await
-        .unwrap();
-    tb.dns
-        .add_a("dav.example.test", radicale.ip())
-        .await
-        .unwrap();
+    let _radicale = Radicale::start(&tb, &["dav.example.test"]).await.unwrap();
     let doc = br#"{"protocols":{"imap":{"host":"imap.example.test"},"pop3":{"host":"pop.example.test"},"caldav":{"url":"https://dav.example.test/alice@example.test/"}},"authentication":{"password":true},"info":{"provider":{"name":"Setup"}}}"#;
     let _p = tb.provider("example.test", doc).await.unwrap();
     let dns = tb.dns_addr().to_string();
@@ -731,10 +707,6 @@ async fn setup_with_oauth_through_the_printed_url() {
     }
     let tb = Testbed::start().await.unwrap();
     let dovecot = Dovecot::start(&tb, &["imap.example.test"]).await.unwrap();
-    tb.dns
-        .add_a("imap.example.test", dovecot.ip())
-        .await
-        .unwrap();
     let auth = AuthServer::start(
         &tb,
         "auth.example.test",
@@ -743,7 +715,6 @@ async fn setup_with_oauth_through_the_printed_url() {
     )
     .await
     .unwrap();
-    tb.dns.add_a("auth.example.test", auth.ip()).await.unwrap();
     let doc = br#"{"protocols":{"imap":{"host":"imap.example.test"}},"authentication":{"password":false,"oauth-public":{"issuer":"https://auth.example.test"}},"info":{"provider":{"name":"OAuth only"}}}"#;
     let _p = tb.provider("example.test", doc).await.unwrap();
     let data = tempfile::tempdir().unwrap();
@@ -861,11 +832,7 @@ async fn setup_interactively_on_a_terminal() {
         return;
     }
     let tb = Testbed::start().await.unwrap();
-    let dovecot = Dovecot::start(&tb, &["imap.example.test"]).await.unwrap();
-    tb.dns
-        .add_a("imap.example.test", dovecot.ip())
-        .await
-        .unwrap();
+    let _dovecot = Dovecot::start(&tb, &["imap.example.test"]).await.unwrap();
     let doc = br#"{"protocols":{"imap":{"host":"imap.example.test"}},"authentication":{"password":true},"info":{"provider":{"name":"TTY"}}}"#;
     let _p = tb.provider("example.test", doc).await.unwrap();
     let cmd = format!(

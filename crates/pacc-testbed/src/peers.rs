@@ -130,12 +130,22 @@ pub struct Dovecot {
     dir: tempfile::TempDir,
 }
 
+/// Point each of `names` at `ip` in the testbed DNS: every peer serves the names it is
+/// started for, so callers never wire DNS by hand.
+async fn publish(tb: &Testbed, names: &[&str], ip: Ipv4Addr) -> Result<(), TestbedError> {
+    for n in names {
+        tb.dns.add_a(n, ip).await?;
+    }
+    Ok(())
+}
+
 impl Dovecot {
     /// Start for the host `names` (all published in the testbed DNS).
     pub async fn start(tb: &Testbed, names: &[&str]) -> Result<Self, TestbedError> {
         let ip = addr::free_ip(&[993, 995, 4190, 12345])
             .await
             .map_err(TestbedError::Bind)?;
+        publish(tb, names, ip).await?;
         let dir = scratch("pacc-dovecot-")?;
         let d = dir.path();
         let (crt, key) = cert_files(tb, d, names)?;
@@ -297,13 +307,14 @@ pub struct Postfix {
 }
 
 impl Postfix {
-    /// Start for `hostname`, using `dovecot` for SASL.
+    /// Start for `hostname` (published in the testbed DNS), using `dovecot` for SASL.
     pub async fn start(
         tb: &Testbed,
         hostname: &str,
         dovecot: &Dovecot,
     ) -> Result<Self, TestbedError> {
         let ip = addr::free_ip(&[465]).await.map_err(TestbedError::Bind)?;
+        publish(tb, &[hostname], ip).await?;
         let dir = scratch("pacc-postfix-")?;
         let d = dir.path();
         for sub in ["etc", "spool", "data"] {
@@ -390,9 +401,10 @@ pub struct Radicale {
 }
 
 impl Radicale {
-    /// Start for the host `names`.
+    /// Start for the host `names` (all published in the testbed DNS).
     pub async fn start(tb: &Testbed, names: &[&str]) -> Result<Self, TestbedError> {
         let ip = addr::free_ip(&[443]).await.map_err(TestbedError::Bind)?;
+        publish(tb, names, ip).await?;
         let dir = scratch("pacc-radicale-")?;
         let d = dir.path();
         let (crt, key) = cert_files(tb, d, names)?;
@@ -442,9 +454,11 @@ pub struct Cyrus {
 pub const CYRUS_MASTER: &str = "/usr/lib/cyrus/bin/master";
 
 impl Cyrus {
-    /// Start for the host `names` (the first is its server name).
+    /// Start for the host `names` (the first is its server name; all published in the
+    /// testbed DNS).
     pub async fn start(tb: &Testbed, names: &[&str]) -> Result<Self, TestbedError> {
         let ip = addr::free_ip(&[443]).await.map_err(TestbedError::Bind)?;
+        publish(tb, names, ip).await?;
         let dir = scratch("pacc-cyrus-")?;
         let d = dir.path();
         for sub in ["conf", "spool", "sieve", "run"] {
@@ -579,8 +593,8 @@ pub fn auth_server_available() -> bool {
 
 impl AuthServer {
     /// Start `https://<host>` as issuer on a fresh address; the token-signing public key is
-    /// written to `pubkey_out` (for Dovecot's local JWT validation). The host must be
-    /// published in DNS by the caller (see [`AuthServer::ip`]).
+    /// written to `pubkey_out` (for Dovecot's local JWT validation). The host is published
+    /// in the testbed DNS.
     pub async fn start(
         tb: &Testbed,
         host: &str,
@@ -589,6 +603,7 @@ impl AuthServer {
     ) -> Result<Self, TestbedError> {
         use tokio::io::AsyncBufReadExt as _;
         let ip = addr::free_ip(&[443]).await.map_err(TestbedError::Bind)?;
+        publish(tb, &[host], ip).await?;
         let dir = scratch("pacc-oidc-")?;
         let (crt, key) = cert_files(tb, dir.path(), &[host])?;
         let users: serde_json_lite::Users = USERS;

@@ -25,7 +25,8 @@ pub(crate) async fn testbed() -> Testbed {
 }
 
 /// The real mail peers most tests share: Dovecot for `imap.`, `pop.` and `sieve.example.test`,
-/// Postfix (authenticating through that Dovecot) for `smtp.example.test`, all named in DNS.
+/// Postfix (authenticating through that Dovecot) for `smtp.example.test` (each peer names
+/// itself in the testbed DNS).
 pub(crate) async fn mail_peers(tb: &Testbed) -> (Dovecot, Postfix) {
     let mail = [
         "imap.example.test",
@@ -33,16 +34,9 @@ pub(crate) async fn mail_peers(tb: &Testbed) -> (Dovecot, Postfix) {
         "sieve.example.test",
     ];
     let dovecot = Dovecot::start(tb, &mail).await.expect("dovecot");
-    for n in mail {
-        tb.dns.add_a(n, dovecot.ip()).await.unwrap();
-    }
     let postfix = Postfix::start(tb, "smtp.example.test", &dovecot)
         .await
         .expect("postfix");
-    tb.dns
-        .add_a("smtp.example.test", postfix.ip())
-        .await
-        .unwrap();
     (dovecot, postfix)
 }
 

@@ -48,7 +48,6 @@ async fn world() -> Option<World> {
     )
     .await
     .expect("AS");
-    tb.dns.add_a("auth.example.test", auth.ip()).await.unwrap();
     let config = Config::from_bytes(
         br#"{"protocols":{"imap":{"host":"imap.example.test"},"pop3":{"host":"pop.example.test"},"submit":{"host":"smtp.example.test"},"managesieve":{"host":"sieve.example.test"}},"authentication":{"password":false,"oauth-public":{"issuer":"https://auth.example.test"}},"info":{"provider":{"name":"OAuth"}}}"#,
     )
@@ -341,16 +340,11 @@ async fn an_expired_token_is_refused_and_a_refreshed_one_works() {
     }
     let tb = testbed().await;
     let dovecot = Dovecot::start(&tb, &["imap.example.test"]).await.unwrap();
-    tb.dns
-        .add_a("imap.example.test", dovecot.ip())
-        .await
-        .unwrap();
     // Access tokens live 8 seconds here (long enough to outlast Dovecot's delay after the
     // failed attempt with the expired one).
     let auth = AuthServer::start(&tb, "auth.example.test", Some(&dovecot.oauth_key_path()), 8)
         .await
         .unwrap();
-    tb.dns.add_a("auth.example.test", auth.ip()).await.unwrap();
     let config = Config::from_bytes(br#"{"protocols":{"imap":{"host":"imap.example.test"}},"authentication":{"password":false,"oauth-public":{"issuer":"https://auth.example.test"}}}"#)
         .unwrap()
         .config;

@@ -39,14 +39,9 @@ async fn peers() -> Option<Peers> {
     let radicale = Radicale::start(&tb, &["dav.example.test"])
         .await
         .expect("radicale");
-    tb.dns
-        .add_a("dav.example.test", radicale.ip())
-        .await
-        .unwrap();
     let cyrus = Cyrus::start(&tb, &["jmap.example.test"])
         .await
         .expect("cyrus");
-    tb.dns.add_a("jmap.example.test", cyrus.ip()).await.unwrap();
     let config = Config::from_bytes(
         br#"{"protocols":{"jmap":{"url":"https://jmap.example.test/jmap"},"imap":{"host":"imap.example.test"},"pop3":{"host":"pop.example.test"},"submit":{"host":"smtp.example.test"},"managesieve":{"host":"sieve.example.test"},"caldav":{"url":"https://dav.example.test/alice@example.test/"},"carddav":{"url":"https://dav.example.test/alice@example.test/"}},"authentication":{"password":true},"info":{"provider":{"name":"Peers"}}}"#,
     )
