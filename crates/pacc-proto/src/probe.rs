@@ -129,8 +129,12 @@ pub trait LineProbe: Send {
     fn start(&mut self) -> Action;
     /// A line was read (CRLF removed, at most [`MAX_LINE`] bytes).
     fn on_line(&mut self, line: &[u8]) -> Action;
-    /// TLS is now established.
-    fn on_tls(&mut self) -> Action;
+    /// TLS is now established. The shell calls this only after the machine itself asked
+    /// for [`Next::StartTls`]; machines for implicit-TLS protocols never do, and keep this
+    /// default.
+    fn on_tls(&mut self) -> Action {
+        Action::close()
+    }
     /// The result, once an action said [`Next::Close`] (or the connection ended early).
     fn outcome(&self) -> Result<Capabilities, ProtocolError>;
 }

@@ -132,10 +132,6 @@ impl LineProbe for ImapProbe {
         }
     }
 
-    fn on_tls(&mut self) -> Action {
-        self.fail("internal: IMAP on 993 does not use STARTTLS")
-    }
-
     fn outcome(&self) -> Result<Capabilities, ProtocolError> {
         match &self.state {
             State::Done => Ok(self.caps.clone()),

@@ -95,10 +95,6 @@ impl LineProbe for Pop3Probe {
         }
     }
 
-    fn on_tls(&mut self) -> Action {
-        self.fail("internal: POP3 on 995 does not use STARTTLS")
-    }
-
     fn outcome(&self) -> Result<Capabilities, ProtocolError> {
         match &self.state {
             State::Done => Ok(self.caps.clone()),

@@ -107,10 +107,6 @@ impl LineProbe for SmtpProbe {
         }
     }
 
-    fn on_tls(&mut self) -> Action {
-        self.fail("internal: submission on 465 does not use STARTTLS")
-    }
-
     fn outcome(&self) -> Result<Capabilities, ProtocolError> {
         match &self.state {
             State::Done => Ok(self.caps.clone()),
