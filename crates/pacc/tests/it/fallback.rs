@@ -37,6 +37,17 @@ async fn hosted(tb: &Testbed, two: bool) -> Vec<HttpsServer> {
     keep
 }
 
+/// An MTA-STS `enforce` policy for customer.test naming the hoster's MX hosts (MX-1).
+async fn enforce_sts(tb: &Testbed) -> HttpsServer {
+    tb.mta_sts(
+        "customer.test",
+        "1",
+        &Testbed::enforce_policy(&["*.hoster.test"]),
+    )
+    .await
+    .unwrap()
+}
+
 fn fallback_failure(r: &pacc::Report) -> (&'static str, &'static str) {
     match &r.outcome {
         Err(DiscoveryError::MxFallback { failure, .. }) => (failure.kind(), failure.step()),
@@ -188,14 +199,7 @@ async fn policy_without_the_mx_host() {
 #[tokio::test]
 async fn two_sts_records() {
     let r = sts_case(async |tb| {
-        let s = tb
-            .mta_sts(
-                "customer.test",
-                "1",
-                &Testbed::enforce_policy(&["*.hoster.test"]),
-            )
-            .await
-            .unwrap();
+        let s = enforce_sts(tb).await;
         tb.dns
             .add_txt("_mta-sts.customer.test", &[b"v=STSv1; id=2;"])
             .await
@@ -287,14 +291,7 @@ async fn a_valid_primary_wins() {
 #[tokio::test]
 async fn null_mx_no_mx_and_host_digest_mismatch() {
     let tb = testbed().await;
-    let _s = tb
-        .mta_sts(
-            "customer.test",
-            "1",
-            &Testbed::enforce_policy(&["*.hoster.test"]),
-        )
-        .await
-        .unwrap();
+    let _s = enforce_sts(&tb).await;
     let r = discover(&client(&tb), "a@customer.test").await;
     assert_eq!(fallback_failure(&r), ("no-mx", "mx"));
     tb.dns.add_mx("customer.test", 0, ".").await.unwrap();
@@ -302,14 +299,7 @@ async fn null_mx_no_mx_and_host_digest_mismatch() {
     assert_eq!(fallback_failure(&r), ("null-mx", "mx"));
 
     let tb = testbed().await;
-    let _s = tb
-        .mta_sts(
-            "customer.test",
-            "1",
-            &Testbed::enforce_policy(&["*.hoster.test"]),
-        )
-        .await
-        .unwrap();
+    let _s = enforce_sts(&tb).await;
     tb.dns
         .add_mx("customer.test", 10, "mx1.hoster.test")
         .await
