@@ -493,15 +493,17 @@ async fn probe(args: DiscoverArgs) -> u8 {
     }
 }
 
-/// Discover, with the live status line on stderr when `show` (and stderr is a terminal).
+/// Discover by `deadline`, with the live status line on stderr when `show` (and stderr is a
+/// terminal).
 pub(crate) async fn discover_with_progress(
     client: &Client,
     address: &EmailAddress,
+    deadline: std::time::Instant,
     show: bool,
 ) -> pacc::Report {
     let progress = progress::Progress::new(show);
     let report = client
-        .discover_domain(address.domain(), &|p| progress.update(p))
+        .discover_domain_until(address.domain(), deadline, &|p| progress.update(p))
         .await;
     progress.finish();
     report
@@ -509,7 +511,7 @@ pub(crate) async fn discover_with_progress(
 
 /// Discover, print the result (text or JSON), and return the exit code.
 pub(crate) async fn run_discovery(client: &Client, address: &EmailAddress, out: &OutputArgs) -> u8 {
-    let report = discover_with_progress(client, address, !out.json).await;
+    let report = discover_with_progress(client, address, client.deadline(), !out.json).await;
     let output = DiscoverOutput::new(address, &report);
     output.print(out.json);
     output.exit_code()

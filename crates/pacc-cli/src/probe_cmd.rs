@@ -20,6 +20,7 @@ struct ProbeOutput<'a> {
     ok: bool,
     discovery: &'a DiscoverOutput<'a>,
     services: &'a [ServiceProbe],
+    phases: &'a crate::output::Phases,
 }
 
 fn offers(p: &ServiceProbe) -> String {
@@ -117,7 +118,14 @@ impl fmt::Display for Table<'_> {
 
 #[allow(clippy::print_stdout)]
 pub async fn run(client: &Client, address: &EmailAddress, out: &OutputArgs) -> u8 {
-    let report = crate::discover_with_progress(client, address, !out.json).await;
+    // One deadline for the whole command (--timeout), shared by discovery and the probes.
+    let started = std::time::Instant::now();
+    let deadline = client.deadline();
+    let report = crate::discover_with_progress(client, address, deadline, !out.json).await;
+    let mut phases = crate::output::Phases {
+        discovery_ms: crate::output::ms_since(started),
+        ..Default::default()
+    };
     let discovery = DiscoverOutput::new(address, &report);
     let Ok(verified) = &report.outcome else {
         // Nothing to probe: report the discovery failure as `pacc discover` would.
@@ -127,6 +135,10 @@ pub async fn run(client: &Client, address: &EmailAddress, out: &OutputArgs) -> u
                 ok: false,
                 discovery: &discovery,
                 services: &[],
+                phases: &crate::output::Phases {
+                    total_ms: crate::output::ms_since(started),
+                    ..phases
+                },
             };
             println!("{}", serde_json::to_string_pretty(&o).unwrap_or_default());
         } else {
@@ -143,8 +155,9 @@ pub async fn run(client: &Client, address: &EmailAddress, out: &OutputArgs) -> u
             verified.document.config.protocols.len()
         );
     }
+    let probing = std::time::Instant::now();
     let services = client
-        .probe(&verified.document.config, &|p| {
+        .probe(&verified.document.config, deadline, &|p| {
             if live {
                 let mark = if p.is_usable() { "ok " } else { "!! " };
                 let mut err = std::io::stderr().lock();
@@ -152,6 +165,8 @@ pub async fn run(client: &Client, address: &EmailAddress, out: &OutputArgs) -> u
             }
         })
         .await;
+    phases.probe_ms = Some(crate::output::ms_since(probing));
+    phases.total_ms = crate::output::ms_since(started);
     let ok = services.iter().all(ServiceProbe::is_usable);
     if out.json {
         let o = ProbeOutput {
@@ -159,6 +174,7 @@ pub async fn run(client: &Client, address: &EmailAddress, out: &OutputArgs) -> u
             ok,
             discovery: &discovery,
             services: &services,
+            phases: &phases,
         };
         println!("{}", serde_json::to_string_pretty(&o).unwrap_or_default());
     } else {

@@ -166,9 +166,11 @@ pub async fn check_cmd(
         },
         None => None,
     };
-    let report = client.discover_domain(&d, &|_| {}).await;
+    // One deadline (--timeout) for discovery, the probes and the issuer's metadata.
+    let deadline = client.deadline();
+    let report = client.discover_domain_until(&d, deadline, &|_| {}).await;
     let probes = match (&report.outcome, probe) {
-        (Ok(v), true) => Some(client.probe(&v.document.config, &|_| {}).await),
+        (Ok(v), true) => Some(client.probe(&v.document.config, deadline, &|_| {}).await),
         _ => None,
     };
     let issuer = report
@@ -179,7 +181,7 @@ pub async fn check_cmd(
         .and_then(|a| a.oauth_public.as_ref())
         .map(|o| o.issuer.clone());
     let oauth = match issuer {
-        Some(iss) => Some(client.oauth_metadata(&iss).await.map_err(|e| e.to_string())),
+        Some(iss) => Some(client.oauth_metadata(&iss, deadline).await.map_err(|e| e.to_string())),
         None => None,
     };
     let findings = check_with_oauth(

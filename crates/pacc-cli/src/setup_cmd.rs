@@ -12,7 +12,10 @@ use pacc_proto::document::Endpoint;
 use pacc_proto::name::EmailAddress;
 use serde::Serialize;
 
-use crate::output::{DiscoverOutput, JSON_VERSION};
+use std::cell::RefCell;
+use std::time::Instant;
+
+use crate::output::{DiscoverOutput, JSON_VERSION, Phases, ms_since};
 use crate::{exit, report_error};
 
 /// Where the password comes from, and how the OAuth browser step runs.
@@ -65,6 +68,7 @@ struct SetupOutput<'a> {
     accounts: Vec<Account<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     oauth: Option<&'a OAuthOut<'a>>,
+    phases: &'a Phases,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -154,7 +158,14 @@ pub async fn run(
     password: &PasswordSource,
     json: bool,
 ) -> u8 {
-    let report = crate::discover_with_progress(client, address, !json).await;
+    // One deadline for the whole command (--timeout): each phase gets what is left. Time
+    // spent waiting for the user (the confirmation, the password prompt, the browser) is
+    // added to it, and nothing else.
+    let started = Instant::now();
+    let mut deadline = client.deadline();
+    let phases = RefCell::new(Phases::default());
+    let report = crate::discover_with_progress(client, address, deadline, !json).await;
+    phases.borrow_mut().discovery_ms = ms_since(started);
     let discovery = DiscoverOutput::new(address, &report);
     let Ok(verified) = &report.outcome else {
         discovery.print(json);
@@ -164,7 +175,10 @@ pub async fn run(
     if !json {
         eprint(&format!("Probing {} service(s)…\n", config.protocols.len()));
     }
-    let probes = client.probe(config, &|_| {}).await;
+    let t = Instant::now();
+    let probes = client.probe(config, deadline, &|_| {}).await;
+    phases.borrow_mut().probe_ms = Some(ms_since(t));
+    let oauth_started = Instant::now();
     // OAuth only with usable metadata, checked before anything is confirmed or opened.
     let issuer = config
         .authentication
@@ -172,7 +186,7 @@ pub async fn run(
         .and_then(|a| a.oauth_public.as_ref())
         .map(|o| o.issuer.clone());
     let metadata = match &issuer {
-        Some(iss) => match client.oauth_metadata(iss).await {
+        Some(iss) => match client.oauth_metadata(iss, deadline).await {
             Ok(m) => Some(m.metadata),
             Err(e) => {
                 eprint(&format!("OAuth is not used: {e}\n"));
@@ -181,6 +195,7 @@ pub async fn run(
         },
         None => None,
     };
+    let mut oauth_ms = issuer.as_ref().map(|_| ms_since(oauth_started));
     let choices = choose(config, &probes, metadata.is_some(), false);
     let uses_oauth = choices
         .iter()
@@ -219,6 +234,10 @@ pub async fn run(
             validations,
             accounts,
             oauth,
+            phases: &Phases {
+                total_ms: ms_since(started),
+                ..phases.borrow().clone()
+            },
             error,
         };
         println!("{}", serde_json::to_string_pretty(&o).unwrap_or_default());
@@ -278,8 +297,10 @@ pub async fn run(
         None if std::io::stdin().is_terminal() && !json => {
             eprint(&request.display());
             eprint("Sign in to these servers? [y/N] ");
+            let asked = Instant::now();
             let mut answer = String::new();
             let _ = std::io::stdin().lock().read_line(&mut answer);
+            deadline += asked.elapsed();
             request.confirm(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
         }
         None => {
@@ -343,7 +364,8 @@ pub async fn run(
             }
         };
         let store = pacc::oauth::ClientStore::default_location();
-        match client
+        let t = Instant::now();
+        let result = client
             .oauth_authorize(
                 meta,
                 &confirmed,
@@ -352,10 +374,26 @@ pub async fn run(
                 &store,
                 &open,
                 password.browser_wait,
+                deadline,
             )
-            .await
-        {
-            Ok((tokens, client_id)) => {
+            .await;
+        // The browser wait is outside the deadline; the exchanges around it are OAuth time.
+        let waited = match &result {
+            Ok(a) => a.browser_wait,
+            Err(pacc::oauth::OAuthError::Timeout(w)) => *w,
+            Err(_) => std::time::Duration::ZERO,
+        };
+        deadline += waited;
+        phases.borrow_mut().browser_ms =
+            Some(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX));
+        *oauth_ms.get_or_insert(0) += ms_since(t).saturating_sub(
+            u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+        );
+        phases.borrow_mut().oauth_ms = oauth_ms;
+        match result {
+            Ok(pacc::oauth::Authorized {
+                tokens, client_id, ..
+            }) => {
                 if let Some((path, Err(e))) = password
                     .token_file
                     .as_ref()
@@ -380,8 +418,14 @@ pub async fn run(
             }
         }
     }
+    phases.borrow_mut().oauth_ms = oauth_ms;
     if uses_password {
-        match read_password(password) {
+        let asked = Instant::now();
+        let read = read_password(password);
+        if !password.stdin && password.env.is_none() {
+            deadline += asked.elapsed();
+        }
+        match read {
             Ok(p) => credentials.password = Some(p),
             Err(PasswordError::Cancelled) => {
                 eprint("Cancelled; nothing was sent.");
@@ -407,8 +451,9 @@ pub async fn run(
             used.len()
         ));
     }
+    let signing = Instant::now();
     let mut validations = client
-        .sign_in(config, &choices, address.as_str(), &credentials, &confirmed)
+        .sign_in(config, &choices, address.as_str(), &credentials, &confirmed, deadline)
         .await;
     // O-12 / V-4: a rejected token is refreshed once and those services retried once.
     let token_rejected: Vec<Choice> = validations
@@ -429,7 +474,7 @@ pub async fn run(
         && let Some((_, client_id, _, _, Some(refresh))) = &oauth_out
         && let Some(meta) = &metadata
         && let Ok(fresh) = client
-            .oauth_refresh(meta, &confirmed, client_id, refresh)
+            .oauth_refresh(meta, &confirmed, client_id, refresh, deadline)
             .await
     {
         let retry_creds = Credentials {
@@ -442,7 +487,7 @@ pub async fn run(
                 &token_rejected,
                 address.as_str(),
                 &retry_creds,
-                &confirmed,
+                &confirmed, deadline,
             )
             .await;
         for r in retried {
@@ -451,6 +496,7 @@ pub async fn run(
             }
         }
     }
+    phases.borrow_mut().sign_in_ms = Some(ms_since(signing));
     let ok = validations.iter().all(Validation::is_ok);
     if json {
         print(ok, Some(&request), &validations, None, oauth_json.as_ref());

@@ -81,7 +81,19 @@ pub struct DigestRecord {
     /// Whether the record is in the canonical form every producer emits
     /// (`v=UAAC1; a=<alg>; d=<b64>` in one character-string, DIG-2). Checkers warn otherwise.
     pub canonical: bool,
+    /// `d=` is base64 with non-zero unused trailing bits (e.g. `…zxF=` for `…zxE=`): the
+    /// client accepts it, as DIG-7 says, and checkers warn.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub noncanonical_base64: bool,
 }
+
+/// Standard padded base64 (RFC 4648 §4) that tolerates non-zero trailing bits (DIG-7).
+const LENIENT_B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireCanonical),
+);
 
 fn serialize_b64<S: serde::Serializer>(d: &[u8], s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&STANDARD.encode(d))
@@ -94,6 +106,7 @@ impl DigestRecord {
             algorithm,
             digest: algorithm.digest(bytes),
             canonical: true,
+            noncanonical_base64: false,
         }
     }
 
@@ -227,14 +240,18 @@ pub fn parse_record(rdata: &[u8]) -> Result<DigestRecord, Ignored> {
     let a = a.ok_or(Ignored::MissingA)?;
     let d = d.ok_or(Ignored::MissingD)?;
     let algorithm = Algorithm::from_name(a).ok_or(Ignored::UnsupportedAlgorithm)?;
-    let digest = STANDARD.decode(d).map_err(|_| Ignored::BadBase64)?;
+    // DIG-7: padded standard base64; non-zero trailing bits are accepted (the digest must
+    // still match) and flagged for checkers.
+    let digest = LENIENT_B64.decode(d).map_err(|_| Ignored::BadBase64)?;
     if digest.len() != algorithm.output_len() {
         return Err(Ignored::WrongDigestLength);
     }
+    let noncanonical_base64 = STANDARD.encode(&digest) != d;
     let record = DigestRecord {
         algorithm,
         digest,
         canonical: false,
+        noncanonical_base64,
     };
     let canonical = record.render().as_bytes() == rdata;
     Ok(DigestRecord {
@@ -562,6 +579,34 @@ mod tests {
             seen[0].verdict,
             RecordVerdict::Valid { matches: false, .. }
         ));
+    }
+
+    /// DIG-7: a `d=` with non-zero unused trailing bits decodes to the same digest, is
+    /// accepted and matches, and is flagged for checkers; a one-bit change in a used bit
+    /// still mismatches.
+    #[test]
+    fn noncanonical_base64_is_accepted_and_flagged() {
+        let canonical = DigestRecord::for_bytes(Algorithm::Sha256, TV2);
+        let b64 = STANDARD.encode(&canonical.digest);
+        // 32 bytes → 44 chars with one `=`: the last character carries 2 unused bits.
+        let last = b64.as_bytes()[42];
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let idx = alphabet.iter().position(|c| *c == last).unwrap();
+        assert_eq!(idx & 0b11, 0, "canonical encoding has zero trailing bits");
+        let mut odd = b64.clone().into_bytes();
+        odd[42] = alphabet[idx | 1];
+        let odd = String::from_utf8(odd).unwrap();
+        let rec = parse_record(format!("v=UAAC1; a=sha256; d={odd}").as_bytes()).unwrap();
+        assert!(rec.noncanonical_base64 && !rec.canonical);
+        assert_eq!(rec.digest, canonical.digest);
+        let (outcome, _) = check(TV2, &[rr(&[&format!("v=UAAC1; a=sha256; d={odd}")])]);
+        assert!(matches!(outcome, DigestCheck::Match { .. }), "{outcome:?}");
+        assert!(!parse_record(canonical.render().as_bytes()).unwrap().noncanonical_base64);
+        // Unpadded and base64url are still refused.
+        assert_eq!(
+            parse_record(format!("v=UAAC1; a=sha256; d={}", b64.trim_end_matches('=')).as_bytes()),
+            Err(Ignored::BadBase64)
+        );
     }
 
     #[test]

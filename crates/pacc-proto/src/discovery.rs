@@ -114,6 +114,42 @@ pub enum DnsFailure {
         /// The resolver's words.
         detail: String,
     },
+    /// The name is an alias whose CNAME chain comes back to a name already in it. RFC 1034
+    /// §3.6.2 makes this an error, not an answer: it is never "absent" and never lets the MX
+    /// fallback start; like the SERVFAIL a recursive resolver returns, it is temporary.
+    #[error("the CNAME chain loops: {}", chain.join(" -> "))]
+    CnameLoop {
+        /// The names, from the one asked to the repeated one.
+        chain: Vec<String>,
+    },
+    /// More aliases than [`MAX_CNAME_CHAIN`] before a name with records.
+    #[error("the CNAME chain is longer than {limit} aliases: {}", chain.join(" -> "))]
+    CnameChainTooLong {
+        /// The names followed.
+        chain: Vec<String>,
+        /// The bound.
+        limit: usize,
+    },
+}
+
+/// Most CNAME hops followed for one lookup (resolvers use about 8 to 16).
+pub const MAX_CNAME_CHAIN: usize = 8;
+
+impl DnsFailure {
+    /// Only NXDOMAIN/NODATA means nothing is there (RET-12 absent).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, DnsFailure::NotFound)
+    }
+
+    /// Stable kind string (also the JSON `kind`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DnsFailure::NotFound => "not-found",
+            DnsFailure::Temporary { .. } => "temporary",
+            DnsFailure::CnameLoop { .. } => "cname-loop",
+            DnsFailure::CnameChainTooLong { .. } => "cname-chain-too-long",
+        }
+    }
 }
 
 /// TXT RRs, each a list of character-strings (not yet joined, DIG-8).
@@ -377,10 +413,10 @@ impl Retrieval {
                 );
             }
         };
-        if let Some(Err(DnsFailure::Temporary { detail })) = &self.txt {
-            let failure = DnsFailure::Temporary {
-                detail: detail.clone(),
-            };
+        if let Some(Err(failure)) = &self.txt
+            && !failure.is_not_found()
+        {
+            let failure = failure.clone();
             return (
                 Err(DiscoveryError::DigestLookup {
                     owner: self.owner.clone(),

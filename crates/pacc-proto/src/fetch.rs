@@ -82,6 +82,25 @@ pub enum FetchError {
         /// Resolver's words.
         detail: String,
     },
+    /// The host is an alias whose CNAME chain loops (never "absent", see
+    /// [`crate::discovery::DnsFailure::CnameLoop`]).
+    #[error("address lookup for {host} failed: the CNAME chain loops: {}", chain.join(" -> "))]
+    CnameLoop {
+        /// The host looked up.
+        host: String,
+        /// The names, from the host to the repeated one.
+        chain: Vec<String>,
+    },
+    /// The host's CNAME chain is longer than the bound.
+    #[error("address lookup for {host} failed: the CNAME chain is longer than {limit} aliases")]
+    CnameChainTooLong {
+        /// The host looked up.
+        host: String,
+        /// The names followed.
+        chain: Vec<String>,
+        /// The bound.
+        limit: usize,
+    },
     /// Every address refused or could not be reached.
     #[error("could not connect to {host}: {detail}")]
     Connect {
@@ -198,6 +217,8 @@ impl FetchError {
         match self {
             FetchError::NoSuchHost { .. } => "no-such-host",
             FetchError::DnsTemporary { .. } => "dns-temporary",
+            FetchError::CnameLoop { .. } => "cname-loop",
+            FetchError::CnameChainTooLong { .. } => "cname-chain-too-long",
             FetchError::Connect { .. } => "connect-failed",
             FetchError::ConnectTimeout { .. } => "connect-timeout",
             FetchError::TlsVersion { .. } => "tls-version",
@@ -236,6 +257,8 @@ impl FetchError {
             | FetchError::BodyTooLarge { .. }
             | FetchError::ContentEncoding { .. } => FailureClass::Integrity,
             FetchError::DnsTemporary { .. }
+            | FetchError::CnameLoop { .. }
+            | FetchError::CnameChainTooLong { .. }
             | FetchError::Protocol { .. }
             | FetchError::Timeout { .. } => FailureClass::Temporary,
         }

@@ -74,6 +74,19 @@ pub enum NameError {
         /// The maximum in this context.
         max: usize,
     },
+    /// A control character (C0, DEL, C1) or a line/paragraph separator anywhere in the
+    /// address: it could end a protocol line early (a CR/LF after the `@` would otherwise
+    /// reach the server as a command of its own).
+    #[error("the address contains a control character ({codepoint}) at position {position}; type it again without it")]
+    ControlCharacter {
+        /// `U+000D` and the like.
+        codepoint: String,
+        /// Character position (from 1).
+        position: usize,
+    },
+    /// Spaces or tabs just before or after the `@`.
+    #[error("the address has white space around the '@'; remove it")]
+    WhitespaceAroundAt,
     /// A label with characters DNS host names do not allow.
     #[error("'{0}' contains characters that are not allowed in a host name")]
     BadCharacter(String),
@@ -267,6 +280,18 @@ impl EmailAddress {
     /// Parse an addr-spec. The domain is what follows the **last** `@` (RET-1), so quoted
     /// local parts such as `"odd@local"@example.org` work.
     pub fn parse(input: &str) -> Result<Self, NameError> {
+        if input.len() > MAX_ADDRESS_LEN * 4 {
+            return Err(NameError::TooLong);
+        }
+        // The address becomes the username on every protocol line (W-1): nothing in it may
+        // end or split a line, and it is refused rather than cleaned (before the outer trim,
+        // which would otherwise hide a CR/LF at either end).
+        if let Some((i, c)) = input.chars().enumerate().find(|(_, c)| is_forbidden(*c)) {
+            return Err(NameError::ControlCharacter {
+                codepoint: format!("U+{:04X}", u32::from(c)),
+                position: i + 1,
+            });
+        }
         let address = input.trim();
         if address.is_empty() {
             return Err(NameError::Empty);
@@ -278,6 +303,12 @@ impl EmailAddress {
             .rfind('@')
             .ok_or_else(|| NameError::NoAt(address.to_owned()))?;
         let (local, domain) = (&address[..at], &address[at + 1..]);
+        if local.ends_with(char::is_whitespace) || domain.starts_with(char::is_whitespace) {
+            return Err(NameError::WhitespaceAroundAt);
+        }
+        if domain.contains(char::is_whitespace) {
+            return Err(NameError::BadCharacter(domain.to_owned()));
+        }
         check_local_part(local)?;
         if domain.is_empty() {
             return Err(NameError::EmptyDomain);
@@ -310,6 +341,12 @@ impl fmt::Display for EmailAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.address)
     }
+}
+
+/// C0 controls (including CR, LF, NUL, TAB), DEL, C1 controls, and the Unicode line and
+/// paragraph separators.
+fn is_forbidden(c: char) -> bool {
+    c.is_control() || c == '\u{2028}' || c == '\u{2029}'
 }
 
 /// RFC 5322 §3.4.1 local part: a dot-atom or a quoted string. Non-ASCII is allowed
@@ -356,6 +393,42 @@ fn check_local_part(local: &str) -> Result<(), NameError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn control_characters_and_whitespace_around_the_at_are_refused() {
+        for (input, pos) in [
+            ("alice@\r\nexample.com", 7),
+            ("alice@example.com\r\n", 18),
+            ("ali\0ce@example.com", 4),
+            ("alice\u{7f}@example.com", 6),
+            ("alice@exa\u{85}mple.com", 10),
+            ("\"a\u{2028}b\"@example.com", 3),
+            ("\talice@example.com", 1),
+        ] {
+            match EmailAddress::parse(input) {
+                Err(NameError::ControlCharacter { position, .. }) => {
+                    assert_eq!(position, pos, "{input:?}")
+                }
+                other => panic!("{input:?}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            EmailAddress::parse("alice@ example.com"),
+            Err(NameError::WhitespaceAroundAt)
+        );
+        assert!(EmailAddress::parse("alice @example.com").is_err());
+        assert!(matches!(
+            EmailAddress::parse("alice@exa mple.com"),
+            Err(NameError::BadCharacter(_))
+        ));
+        // A quoted local part may hold spaces; outer spaces are trimmed.
+        assert_eq!(
+            EmailAddress::parse("  \"a b\"@example.com ")
+                .unwrap()
+                .as_str(),
+            "\"a b\"@example.com"
+        );
+    }
+
     // Spec §4.3 discovery-name vectors.
     #[test]
     fn spec_name_vectors() {
@@ -380,9 +453,14 @@ mod tests {
     #[test]
     fn address_shapes() {
         assert_eq!(
-            EmailAddress::parse("  a@b.example \n").unwrap().as_str(),
+            EmailAddress::parse("  a@b.example ").unwrap().as_str(),
             "a@b.example"
         );
+        // A line break is refused even at the end (nothing is silently cleaned).
+        assert!(matches!(
+            EmailAddress::parse("a@b.example\n"),
+            Err(NameError::ControlCharacter { .. })
+        ));
         assert!(matches!(EmailAddress::parse(""), Err(NameError::Empty)));
         assert!(matches!(
             EmailAddress::parse("nobody"),

@@ -77,7 +77,18 @@ impl Action {
     }
 }
 
+/// Most distinct capability words (mechanisms and other words together) one server may
+/// advertise. Real servers send a few dozen; the cap bounds memory and work whatever a
+/// hostile server sends (2 MB of unique words fit within the line limits).
+pub const MAX_CAPABILITIES: usize = 256;
+/// Most invalid mechanism names remembered for the report (the rest are only counted).
+pub const MAX_REJECTED_SHOWN: usize = 8;
+
 /// What a text server offers after TLS.
+///
+/// Built only through [`Capabilities::add_mechanism`] and [`Capabilities::add_flag`], which
+/// deduplicate in O(1), refuse more than [`MAX_CAPABILITIES`] words and keep only SASL
+/// mechanism names that RFC 4422 allows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Capabilities {
     /// SASL mechanisms, upper case, in the server's order.
@@ -87,26 +98,89 @@ pub struct Capabilities {
     pub flags: Vec<String>,
     /// The greeting or implementation string, for display.
     pub greeting: String,
+    /// Advertised mechanism names that are not valid RFC 4422 names (at most
+    /// [`MAX_REJECTED_SHOWN`], as received, lossily decoded); they were not kept.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rejected_mechanisms: Vec<String>,
+    #[serde(skip)]
+    seen: std::collections::HashSet<String>,
+}
+
+/// Whether `name` is a SASL mechanism name (RFC 4422 §3.1: 1 to 20 characters of upper-case
+/// letters, digits, `-` and `_`; compared case-insensitively, so lower case is accepted).
+pub fn is_mechanism_name(name: &str) -> bool {
+    (1..=20).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl Capabilities {
+    /// Capabilities from lists (for tests and examples); the same rules as the adders.
+    pub fn from_lists(mechanisms: &[&str], flags: &[&str]) -> Result<Self, ProtocolError> {
+        let mut c = Capabilities::default();
+        for m in mechanisms {
+            c.add_mechanism(m)?;
+        }
+        for f in flags {
+            c.add_flag(f)?;
+        }
+        Ok(c)
+    }
+
     /// Whether a capability word is present.
     pub fn has(&self, flag: &str) -> bool {
-        self.flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
+        self.seen.contains(&format!("F:{}", flag.to_ascii_uppercase()))
     }
 
-    pub(crate) fn add_mechanism(&mut self, m: &str) {
+    /// Whether a SASL mechanism is offered.
+    pub fn offers(&self, mechanism: &str) -> bool {
+        self.seen
+            .contains(&format!("M:{}", mechanism.to_ascii_uppercase()))
+    }
+
+    fn insert(&mut self, key: String) -> Result<bool, ProtocolError> {
+        if self.seen.contains(&key) {
+            return Ok(false);
+        }
+        if self.seen.len() >= MAX_CAPABILITIES {
+            return Err(ProtocolError::new(format!(
+                "the server advertised more than {MAX_CAPABILITIES} capabilities"
+            )));
+        }
+        self.seen.insert(key);
+        Ok(true)
+    }
+
+    /// Add a SASL mechanism (upper-cased). A name RFC 4422 does not allow is not kept but
+    /// noted in [`Capabilities::rejected_mechanisms`]. Errs past [`MAX_CAPABILITIES`].
+    pub fn add_mechanism(&mut self, m: &str) -> Result<(), ProtocolError> {
+        if m.is_empty() {
+            return Ok(());
+        }
+        if !is_mechanism_name(m) {
+            if self.rejected_mechanisms.len() < MAX_REJECTED_SHOWN {
+                self.rejected_mechanisms.push(show(m.as_bytes()));
+            }
+            return Ok(());
+        }
         let m = m.to_ascii_uppercase();
-        if !m.is_empty() && !self.mechanisms.contains(&m) {
+        if self.insert(format!("M:{m}"))? {
             self.mechanisms.push(m);
         }
+        Ok(())
     }
 
-    pub(crate) fn add_flag(&mut self, f: &str) {
+    /// Add a capability word (upper-cased). Errs past [`MAX_CAPABILITIES`].
+    pub fn add_flag(&mut self, f: &str) -> Result<(), ProtocolError> {
+        if f.is_empty() {
+            return Ok(());
+        }
         let f = f.to_ascii_uppercase();
-        if !f.is_empty() && !self.flags.contains(&f) {
+        if self.insert(format!("F:{f}"))? {
             self.flags.push(f);
         }
+        Ok(())
     }
 }
 
@@ -272,6 +346,42 @@ pub(crate) fn show(line: &[u8]) -> String {
         t.push('…');
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_sets_are_bounded_deduplicated_and_validated() {
+        let mut c = Capabilities::default();
+        c.add_mechanism("plain").unwrap();
+        c.add_mechanism("PLAIN").unwrap();
+        c.add_flag("IMAP4rev1").unwrap();
+        c.add_flag("imap4rev1").unwrap();
+        assert_eq!(c.mechanisms, ["PLAIN"]);
+        assert_eq!(c.flags, ["IMAP4REV1"]);
+        assert!(c.offers("Plain") && c.has("IMAP4REV1") && !c.has("PLAIN"));
+        // RFC 4422 §3.1: invalid names are reported, not kept.
+        for bad in ["PL AIN", "X\u{1b}[31m", "TOOLONGMECHANISMNAME21", "é"] {
+            c.add_mechanism(bad).unwrap();
+        }
+        assert_eq!(c.mechanisms, ["PLAIN"]);
+        assert_eq!(c.rejected_mechanisms.len(), 4);
+        for i in 0..20 {
+            c.add_mechanism(&format!("BAD*{i}")).unwrap();
+        }
+        assert_eq!(c.rejected_mechanisms.len(), MAX_REJECTED_SHOWN);
+        // Past the cap: a protocol error, whatever the mix.
+        let mut c = Capabilities::default();
+        for i in 0..MAX_CAPABILITIES {
+            c.add_flag(&format!("W{i}")).unwrap();
+        }
+        c.add_flag("W0").unwrap(); // a duplicate is free
+        assert!(c.add_flag("ONE-MORE").unwrap_err().0.contains("more than"));
+        assert!(c.add_mechanism("PLAIN").is_err());
+        assert_eq!(c.flags.len(), MAX_CAPABILITIES);
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! DNS through hickory-resolver: the system configuration, or one server the user names.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -7,16 +8,16 @@ use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
-use hickory_resolver::net::NetError;
+use hickory_resolver::lookup::Lookup;
+use hickory_resolver::net::{DnsError, NetError, NoRecords};
+use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
-use pacc_proto::discovery::{DnsFailure, MxResult};
+use pacc_proto::discovery::{DnsFailure, MAX_CNAME_CHAIN, MxResult};
 use pacc_proto::mx::MxRecord;
 
 use crate::ClientError;
 
-/// Most TXT RRs we look at for one owner; real owners have a handful.
-const MAX_TXT_RRS: usize = 64;
 /// Most addresses we try per host.
 const MAX_ADDRESSES: usize = 16;
 
@@ -69,41 +70,35 @@ impl Dns {
         Ok(Dns { resolver })
     }
 
-    /// Every TXT RR at `name`, each as its list of character-strings.
+    /// Every TXT RR at `name`, each as its list of character-strings. The whole RRset is
+    /// returned (a DNS message, at most 64 KiB, bounds it); none is dropped before the
+    /// digest check looks at it.
     pub(crate) async fn txt(&self, name: &str) -> Result<Vec<Vec<Vec<u8>>>, DnsFailure> {
-        let fqdn = format!("{name}.");
-        match self.resolver.lookup(fqdn.as_str(), RecordType::TXT).await {
-            Ok(lookup) => Ok(lookup
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::TXT(txt) => Some(txt.txt_data.iter().map(|s| s.to_vec()).collect()),
-                    _ => None,
-                })
-                .take(MAX_TXT_RRS)
-                .collect()),
-            Err(e) => Err(classify(&e)),
-        }
+        let lookup = self.lookup(name, RecordType::TXT).await?;
+        Ok(lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::TXT(txt) => Some(txt.txt_data.iter().map(|s| s.to_vec()).collect()),
+                _ => None,
+            })
+            .collect())
     }
 
-    /// The MX RRset of `name`.
+    /// The MX RRset of `name`, in full.
     pub(crate) async fn mx(&self, name: &str) -> MxResult {
-        let fqdn = format!("{name}.");
-        match self.resolver.lookup(fqdn.as_str(), RecordType::MX).await {
-            Ok(lookup) => Ok(lookup
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::MX(mx) => Some(MxRecord {
-                        preference: mx.preference,
-                        exchange: mx.exchange.to_ascii(),
-                    }),
-                    _ => None,
-                })
-                .take(MAX_TXT_RRS)
-                .collect()),
-            Err(e) => Err(classify(&e)),
-        }
+        let lookup = self.lookup(name, RecordType::MX).await?;
+        Ok(lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::MX(mx) => Some(MxRecord {
+                    preference: mx.preference,
+                    exchange: mx.exchange.to_ascii(),
+                }),
+                _ => None,
+            })
+            .collect())
     }
 
     /// The addresses of `host`, IPv6 and IPv4 interleaved as returned.
@@ -113,22 +108,85 @@ impl Dns {
             Ok(ips) => {
                 let v: Vec<IpAddr> = ips.iter().take(MAX_ADDRESSES).collect();
                 if v.is_empty() {
-                    Err(DnsFailure::NotFound)
+                    Err(self.not_found(host, None).await)
                 } else {
                     Ok(v)
                 }
             }
-            Err(e) => Err(classify(&e)),
+            Err(e) => Err(self.classify(host, &e).await),
         }
     }
-}
 
-fn classify(e: &NetError) -> DnsFailure {
-    if e.is_no_records_found() || e.is_nx_domain() {
-        DnsFailure::NotFound
-    } else {
-        DnsFailure::Temporary {
-            detail: e.to_string(),
+    /// A lookup whose answer holds records of `rtype`, or why not. An answer made only of
+    /// CNAMEs (the resolver stopped following) is checked like a negative answer.
+    async fn lookup(&self, name: &str, rtype: RecordType) -> Result<Lookup, DnsFailure> {
+        let fqdn = format!("{name}.");
+        match self.resolver.lookup(fqdn.as_str(), rtype).await {
+            Ok(lookup) if lookup.answers().iter().any(|r| r.record_type() == rtype) => Ok(lookup),
+            Ok(_) => Err(self.not_found(name, None).await),
+            Err(e) => Err(self.classify(name, &e).await),
+        }
+    }
+
+    async fn classify(&self, name: &str, e: &NetError) -> DnsFailure {
+        match e {
+            NetError::Dns(DnsError::NoRecordsFound(no)) => self.not_found(name, Some(no)).await,
+            _ => DnsFailure::Temporary {
+                detail: e.to_string(),
+            },
+        }
+    }
+
+    /// "Nothing there", unless `name` is an alias whose chain loops or runs too long: then
+    /// that, by name. An NXDOMAIN for the very name asked cannot hide an alias, so only a
+    /// NODATA answer, or one about another name (the resolver followed a chain), costs
+    /// the extra CNAME questions.
+    async fn not_found(&self, name: &str, no: Option<&NoRecords>) -> DnsFailure {
+        let asked = format!("{name}.");
+        if let Some(no) = no
+            && no.response_code == ResponseCode::NXDomain
+            && no.query.name().to_ascii().eq_ignore_ascii_case(&asked)
+        {
+            return DnsFailure::NotFound;
+        }
+        self.walk_cnames(name).await
+    }
+
+    /// Follow `name`'s CNAME chain one explicit question at a time (each answer is only the
+    /// alias, never chased by the resolver), at most [`MAX_CNAME_CHAIN`] hops.
+    async fn walk_cnames(&self, name: &str) -> DnsFailure {
+        let mut chain = vec![name.to_ascii_lowercase()];
+        let mut seen: HashSet<String> = chain.iter().cloned().collect();
+        loop {
+            let Some(current) = chain.last() else {
+                return DnsFailure::NotFound;
+            };
+            let fqdn = format!("{current}.");
+            let target = match self.resolver.lookup(fqdn.as_str(), RecordType::CNAME).await {
+                Ok(lookup) => lookup.answers().iter().find_map(|r| match &r.data {
+                    RData::CNAME(c) if r.name.to_ascii().eq_ignore_ascii_case(&fqdn) => Some(
+                        c.0.to_ascii()
+                            .trim_end_matches('.')
+                            .to_ascii_lowercase(),
+                    ),
+                    _ => None,
+                }),
+                Err(_) => None,
+            };
+            let Some(target) = target else {
+                // The chain ends at a name without the records asked for: truly nothing.
+                return DnsFailure::NotFound;
+            };
+            chain.push(target.clone());
+            if !seen.insert(target) {
+                return DnsFailure::CnameLoop { chain };
+            }
+            if chain.len() > MAX_CNAME_CHAIN + 1 {
+                return DnsFailure::CnameChainTooLong {
+                    chain,
+                    limit: MAX_CNAME_CHAIN,
+                };
+            }
         }
     }
 }

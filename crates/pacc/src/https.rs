@@ -260,6 +260,16 @@ pub(crate) async fn connect_tcp(
         Ok(Err(DnsFailure::Temporary { detail })) => {
             return Err(FetchError::DnsTemporary { host: h, detail });
         }
+        Ok(Err(DnsFailure::CnameLoop { chain })) => {
+            return Err(FetchError::CnameLoop { host: h, chain });
+        }
+        Ok(Err(DnsFailure::CnameChainTooLong { chain, limit })) => {
+            return Err(FetchError::CnameChainTooLong {
+                host: h,
+                chain,
+                limit,
+            });
+        }
         Err(_) => {
             return Err(FetchError::DnsTemporary {
                 host: h,

@@ -247,13 +247,32 @@ impl Client {
         self.discover_domain(address.domain(), &|_| {}).await
     }
 
-    /// Discover for a domain, reporting progress.
+    /// Discover for a domain, reporting progress, within the client's overall deadline.
     pub async fn discover_domain(
         &self,
         domain: &Domain,
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Report {
-        let deadline = Instant::now() + self.timeouts.overall;
+        self.discover_domain_until(domain, self.deadline(), progress)
+            .await
+    }
+
+    /// The instant the client's overall timeout ends if a run starts now. A command that
+    /// runs several phases (discover, probe, sign in) takes this once and passes it to each
+    /// phase, so the whole command shares one deadline.
+    pub fn deadline(&self) -> std::time::Instant {
+        std::time::Instant::now() + self.timeouts.overall
+    }
+
+    /// Discover for a domain, reporting progress, finishing by `deadline` (typically from
+    /// [`Client::deadline`], shared with the phases that follow).
+    pub async fn discover_domain_until(
+        &self,
+        domain: &Domain,
+        deadline: std::time::Instant,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Report {
+        let deadline = Instant::from_std(deadline);
         let mut machine = Discovery::with_options(domain.clone(), self.options);
         let mut running = FuturesUnordered::new();
         loop {
@@ -279,25 +298,22 @@ impl Client {
         }
     }
 
-    /// Probe every service of a verified configuration concurrently (spec §2.5), within the
-    /// client's overall deadline; `on_result` is called as each result arrives. No credential
-    /// is sent.
+    /// Probe every service of a verified configuration concurrently (spec §2.5), finishing
+    /// by `deadline`; `on_result` is called as each result arrives. No credential is sent.
     pub async fn probe(
         &self,
         config: &pacc_proto::document::Config,
+        deadline: std::time::Instant,
         on_result: &(dyn Fn(&pacc_proto::probe::ServiceProbe) + Sync),
     ) -> Vec<pacc_proto::probe::ServiceProbe> {
-        let ctx = https::FetchContext {
-            dns: &self.dns,
-            anchors: &self.anchors,
-            timeouts: &self.timeouts,
-        };
-        probe::probe_all(&ctx, config, self.timeouts.overall, on_result).await
+        let ctx = self.ctx();
+        probe::probe_all(&ctx, config, Instant::from_std(deadline), on_result).await
     }
 
-    /// Sign in to every service `choices` selected, concurrently, within the overall
-    /// deadline: only to hosts `confirmed` names (SEC-1), only over verified TLS (W-4), with
-    /// the full address as username (W-1), once each (V-4).
+    /// Sign in to every service `choices` selected, concurrently, finishing by `deadline`:
+    /// only to hosts `confirmed` names (SEC-1), only over verified TLS (W-4), with the full
+    /// address as username (W-1), once each (V-4).
+    #[allow(clippy::too_many_arguments)]
     pub async fn sign_in(
         &self,
         config: &pacc_proto::document::Config,
@@ -305,12 +321,9 @@ impl Client {
         username: &str,
         credentials: &signin::Credentials,
         confirmed: &pacc_proto::auth::gate::Confirmed,
+        deadline: std::time::Instant,
     ) -> Vec<signin::Validation> {
-        let ctx = https::FetchContext {
-            dns: &self.dns,
-            anchors: &self.anchors,
-            timeouts: &self.timeouts,
-        };
+        let ctx = self.ctx();
         signin::sign_in_all(
             &ctx,
             config,
@@ -318,31 +331,38 @@ impl Client {
             username,
             credentials,
             confirmed,
-            self.timeouts.overall,
+            Instant::from_std(deadline),
         )
         .await
     }
 
-    /// Fetch and check the OAuth authorization server metadata of `issuer` (O-2, O-3, Q-12).
-    /// Run this before the confirmation: an unusable or mismatching issuer is refused before
-    /// anything else happens.
+    /// Fetch and check the OAuth authorization server metadata of `issuer` (O-2, O-3, Q-12)
+    /// by `deadline`. Run this before the confirmation: an unusable or mismatching issuer is
+    /// refused before anything else happens.
     pub async fn oauth_metadata(
         &self,
         issuer: &str,
+        deadline: std::time::Instant,
     ) -> Result<pacc_proto::auth::oauth::CheckedMetadata, oauth::OAuthError> {
-        let ctx = https::FetchContext {
+        let ctx = self.ctx();
+        oauth::metadata(&ctx, issuer, Instant::from_std(deadline)).await
+    }
+
+    fn ctx(&self) -> https::FetchContext<'_> {
+        https::FetchContext {
             dns: &self.dns,
             anchors: &self.anchors,
             timeouts: &self.timeouts,
-        };
-        oauth::metadata(&ctx, issuer, Instant::now() + self.timeouts.overall).await
+        }
     }
 
     /// The authorization-code flow with PKCE through a loopback redirect: registers the
     /// client once per issuer (kept in `store`), calls `open` with the authorization URL
     /// (open a browser or print it), waits up to `wait` for the redirect, checks `state` and
     /// `iss`, and exchanges the code. Every endpoint must be among the `confirmed` hosts.
-    /// Returns the tokens and the client id.
+    /// Registration and the exchange finish by `deadline` plus the time the browser step
+    /// took (the only addition to the caller's deadline). Returns the tokens and the client
+    /// id.
     #[allow(clippy::too_many_arguments)]
     pub async fn oauth_authorize(
         &self,
@@ -353,7 +373,8 @@ impl Client {
         store: &oauth::ClientStore,
         open: oauth::OpenUrl<'_>,
         wait: Duration,
-    ) -> Result<(pacc_proto::auth::oauth::Tokens, String), oauth::OAuthError> {
+        deadline: std::time::Instant,
+    ) -> Result<oauth::Authorized, oauth::OAuthError> {
         let ctx = https::FetchContext {
             dns: &self.dns,
             anchors: &self.anchors,
@@ -370,17 +391,19 @@ impl Client {
             &mut random,
             open,
             wait,
+            Instant::from_std(deadline),
         )
         .await
     }
 
-    /// A new access token from a refresh token (O-11).
+    /// A new access token from a refresh token (O-11), by `deadline`.
     pub async fn oauth_refresh(
         &self,
         metadata: &pacc_proto::auth::oauth::Metadata,
         confirmed: &pacc_proto::auth::gate::Confirmed,
         client_id: &str,
         refresh_token: &pacc_proto::auth::Secret,
+        deadline: std::time::Instant,
     ) -> Result<pacc_proto::auth::oauth::Tokens, oauth::OAuthError> {
         let ctx = https::FetchContext {
             dns: &self.dns,
@@ -393,7 +416,7 @@ impl Client {
             confirmed,
             client_id,
             refresh_token,
-            Instant::now() + self.timeouts.overall,
+            Instant::from_std(deadline),
         )
         .await
     }

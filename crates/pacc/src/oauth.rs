@@ -32,9 +32,10 @@ const CALLBACK: &str = "/callback";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OAuthError {
-    /// The metadata could not be fetched.
-    #[error("cannot fetch the authorization server metadata: {0}")]
-    Fetch(FetchError),
+    /// The metadata could not be fetched from any of the URLs tried (RFC 8414, then OpenID
+    /// discovery); each attempt with its own failure.
+    #[error("cannot fetch the authorization server metadata: {}", show_attempts(.0))]
+    Fetch(Vec<MetadataAttempt>),
     /// The metadata was refused (issuer mismatch, missing PKCE…), before any browser opened.
     #[error("{0}")]
     Metadata(MetadataError),
@@ -64,6 +65,26 @@ pub enum OAuthError {
     /// The loopback listener could not be opened.
     #[error("loopback listener: {0}")]
     Listener(std::io::Error),
+}
+
+/// One metadata URL tried, and why it did not give metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MetadataAttempt {
+    /// The URL.
+    pub url: String,
+    /// What went wrong there.
+    pub error: FetchError,
+}
+
+fn show_attempts(attempts: &[MetadataAttempt]) -> String {
+    if attempts.is_empty() {
+        return "the issuer is not an https URL".to_owned();
+    }
+    attempts
+        .iter()
+        .map(|a| format!("{}: {}", a.url, a.error))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Registered clients, per issuer, in a small JSON file (mode 0600).
@@ -159,33 +180,65 @@ pub(crate) async fn metadata(
     issuer: &str,
     deadline: Instant,
 ) -> Result<CheckedMetadata, OAuthError> {
-    let mut last = None;
-    for url in [
+    let urls: Vec<String> = [
         oauth::metadata_url(issuer),
         oauth::openid_configuration_url(issuer),
     ]
     .into_iter()
     .flatten()
-    {
+    .collect();
+    if urls.is_empty() {
+        return Err(OAuthError::Metadata(MetadataError::Invalid(
+            "not an https issuer".into(),
+        )));
+    }
+    let mut attempts = Vec::new();
+    for url in urls {
+        if Instant::now() >= deadline {
+            attempts.push(MetadataAttempt {
+                error: FetchError::Timeout {
+                    host: url_host(&url).map(|h| h.to_string()).unwrap_or_default(),
+                    stage: "not tried: the deadline had passed".to_owned(),
+                },
+                url,
+            });
+            continue;
+        }
         match exchange(ctx, "GET", &url, None, deadline).await {
             Ok((200, body)) => {
                 return oauth::check_metadata(issuer, &body).map_err(OAuthError::Metadata);
             }
-            Ok((status, _)) => {
-                last = Some(OAuthError::Fetch(FetchError::Status { url, status }));
-            }
-            Err(e) => last = Some(OAuthError::Fetch(e)),
+            Ok((status, _)) => attempts.push(MetadataAttempt {
+                error: FetchError::Status {
+                    url: url.clone(),
+                    status,
+                },
+                url,
+            }),
+            Err(error) => attempts.push(MetadataAttempt { url, error }),
         }
     }
-    Err(last.unwrap_or(OAuthError::Metadata(MetadataError::Invalid(
-        "not an https issuer".into(),
-    ))))
+    Err(OAuthError::Fetch(attempts))
+}
+
+/// A completed authorization: the tokens, the client id used, and how long the browser
+/// step took (the one part of the flow outside the caller's deadline).
+#[derive(Debug)]
+pub struct Authorized {
+    /// The tokens (access, refresh).
+    pub tokens: Tokens,
+    /// The registered client id.
+    pub client_id: String,
+    /// From opening the URL to the redirect's arrival.
+    pub browser_wait: Duration,
 }
 
 /// What the browser step needs from the caller: open (or print) the URL.
 pub type OpenUrl<'a> = &'a (dyn Fn(&str) + Sync);
 
-/// Run the authorization-code flow and return tokens.
+/// Run the authorization-code flow and return tokens. Registration and the token exchange
+/// must finish by `deadline`, extended by exactly the time spent waiting for the browser
+/// (at most `wait`): the browser wait is the one addition to the caller's deadline.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn authorize(
     ctx: &FetchContext<'_>,
@@ -197,8 +250,8 @@ pub(crate) async fn authorize(
     random: &mut dyn FnMut(&mut [u8]),
     open: OpenUrl<'_>,
     wait: Duration,
-) -> Result<(Tokens, String), OAuthError> {
-    let deadline = Instant::now() + wait;
+    deadline: Instant,
+) -> Result<Authorized, OAuthError> {
     for url in [
         Some(&meta.authorization_endpoint),
         Some(&meta.token_endpoint),
@@ -263,10 +316,13 @@ pub(crate) async fn authorize(
         resource,
     );
     open(&url);
-    let query = tokio::time::timeout_at(deadline, wait_for_redirect(&listener))
+    let waiting = Instant::now();
+    let query = tokio::time::timeout_at(waiting + wait, wait_for_redirect(&listener))
         .await
         .map_err(|_| OAuthError::Timeout(wait))?
         .map_err(OAuthError::Listener)?;
+    let browser_wait = waiting.elapsed();
+    let deadline = deadline + browser_wait;
     let code = oauth::parse_redirect(
         &query,
         &state,
@@ -276,7 +332,11 @@ pub(crate) async fn authorize(
     .map_err(OAuthError::Redirect)?;
     let body = oauth::token_request(&code, &redirect_uri, &client_id, &pkce, resource);
     let tokens = token_post(ctx, meta, &body, deadline).await?;
-    Ok((tokens, client_id))
+    Ok(Authorized {
+        tokens,
+        client_id,
+        browser_wait,
+    })
 }
 
 /// O-11: a new access token from the refresh token.

@@ -2,8 +2,6 @@
 //! verified for the configured host, no override), read what the server offers, leave
 //! politely. No credential is ever sent.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper::header::{HOST, LOCATION, USER_AGENT, WWW_AUTHENTICATE};
@@ -144,7 +142,7 @@ pub(crate) async fn run_dialogue(
             let d = details(tls.get_ref().1);
             let mut reader = BufReader::new(tls);
             let first = machine.start();
-            match drive(machine, &mut reader, first, host, &step).await? {
+            match drive(machine, &mut reader, first, host, &step, deadline).await? {
                 Ended::Closed => Ok(d),
                 Ended::StartTls => Err(ProbeError::Protocol(ProtocolError::new(
                     "unexpected STARTTLS on implicit TLS",
@@ -155,7 +153,7 @@ pub(crate) async fn run_dialogue(
             // the plain phase only reads the capability list and asks for STARTTLS.
             let mut plain = BufReader::new(tcp);
             let first = machine.start();
-            if let Ended::Closed = drive(machine, &mut plain, first, host, &step).await? {
+            if let Ended::Closed = drive(machine, &mut plain, first, host, &step, deadline).await? {
                 return Err(ProbeError::Protocol(
                     machine.outcome().err().unwrap_or_else(|| {
                         ProtocolError::new("the server ended the session before STARTTLS")
@@ -172,7 +170,7 @@ pub(crate) async fn run_dialogue(
             let d = details(tls.get_ref().1);
             let mut reader = BufReader::new(tls);
             let next = machine.on_tls();
-            match drive(machine, &mut reader, next, host, &step).await? {
+            match drive(machine, &mut reader, next, host, &step, deadline).await? {
                 Ended::Closed => Ok(d),
                 Ended::StartTls => Err(ProbeError::Protocol(ProtocolError::new(
                     "STARTTLS asked twice",
@@ -194,17 +192,25 @@ enum Ended {
 }
 
 /// Perform actions until the machine closes or asks for STARTTLS.
+///
+/// Lines already buffered are read without waiting, so the deadline is checked before each
+/// one is handed to the machine and the task yields after each: a server that floods
+/// lines cannot keep the probe busy past `deadline` (bounded work, whatever it sends).
 async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     machine: &mut dyn LineProbe,
     reader: &mut BufReader<S>,
     mut action: probe::Action,
     host: &Domain,
     step: &impl Fn() -> Instant,
+    deadline: Instant,
 ) -> Result<Ended, ProbeError> {
     let timeout = |stage: &str| ProbeError::Timeout {
         stage: format!("{stage} from {host}"),
     };
     loop {
+        if Instant::now() >= deadline {
+            return Err(timeout("reading replies"));
+        }
         if !action.write.is_empty() {
             match timeout_at(step(), reader.get_mut().write_all(&action.write)).await {
                 Ok(Ok(())) => {}
@@ -245,6 +251,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     line.pop();
                 }
                 action = machine.on_line(&line);
+                tokio::task::yield_now().await;
             }
         }
     }
@@ -361,11 +368,10 @@ pub(crate) async fn http_request(
 pub(crate) async fn probe_all(
     ctx: &FetchContext<'_>,
     config: &Config,
-    overall: Duration,
+    deadline: Instant,
     on_result: &(dyn Fn(&ServiceProbe) + Sync),
 ) -> Vec<ServiceProbe> {
     use futures_util::StreamExt as _;
-    let deadline = Instant::now() + overall;
     let auth = config.authentication.as_ref();
     let mut running: futures_util::stream::FuturesUnordered<_> = config
         .protocols

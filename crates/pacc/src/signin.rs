@@ -2,8 +2,6 @@
 //! V-1 … V-4, W-1 … W-4, SEC-1). Credentials go only to hosts the [`Confirmed`] value
 //! names, only over TLS verified for that host, once (no automatic retry).
 
-use std::time::Duration;
-
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use pacc_proto::auth::gate::Confirmed;
@@ -78,9 +76,8 @@ pub(crate) async fn sign_in_all(
     username: &str,
     credentials: &Credentials,
     confirmed: &Confirmed,
-    overall: Duration,
+    deadline: Instant,
 ) -> Vec<Validation> {
-    let deadline = Instant::now() + overall;
     let mut running: FuturesUnordered<_> = choices
         .iter()
         .filter_map(|c| match &c.decision {
@@ -163,14 +160,21 @@ async fn sign_in_one(
             } else {
                 Credential::Password(secret.clone())
             };
-            let mut login = Login::new(
+            let mut login = match Login::new(
                 choice.service,
                 host.as_str(),
                 *port,
                 mechanism,
                 username,
                 credential,
-            );
+            ) {
+                Ok(l) => l,
+                Err(e) => {
+                    return done(ValidationOutcome::NotSent {
+                        reason: e.to_string(),
+                    });
+                }
+            };
             match run_dialogue(ctx, &mut login, host, *port, *tls, deadline).await {
                 Ok(_) => match login.result() {
                     Ok(LoginOutcome::Ok) => done(ValidationOutcome::Ok),
@@ -186,10 +190,17 @@ async fn sign_in_one(
             }
         }
         Endpoint::Url { url } => {
-            let authorization = if is_token {
+            let authorization = match if is_token {
                 sasl::http_bearer(secret)
             } else {
                 sasl::http_basic(username, secret)
+            } {
+                Ok(a) => a,
+                Err(e) => {
+                    return done(ValidationOutcome::NotSent {
+                        reason: e.to_string(),
+                    });
+                }
             };
             match http_request(ctx, choice.service, url, Some(&authorization), deadline).await {
                 Ok((status, headers, _)) => {

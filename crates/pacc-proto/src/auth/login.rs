@@ -173,14 +173,20 @@ fn line(s: &str) -> Vec<u8> {
     format!("{s}\r\n").into_bytes()
 }
 
-/// An IMAP quoted string (RFC 9051 §4.3) for `LOGIN`.
-fn imap_quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+/// An IMAP quoted string (RFC 9051 §4.3) for `LOGIN`: `\\` and `"` escaped; `None` for a
+/// string a quoted string cannot hold (CR, LF, NUL). Non-ASCII is sent as UTF-8, which
+/// RFC 9051 servers accept in quoted strings.
+fn imap_quote(s: &str) -> Option<String> {
+    if s.contains(['\r', '\n', '\0']) {
+        return None;
+    }
+    Some(format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")))
 }
 
 impl Login {
     /// Sign in to `kind` at `host:port` with `mechanism` (`PLAIN`, `LOGIN`, `OAUTHBEARER`,
-    /// `XOAUTH2`, `IMAP-LOGIN`, `USER`) as `username`.
+    /// `XOAUTH2`, `IMAP-LOGIN`, `USER`) as `username`. Refuses, before anything is sent, a
+    /// username or secret that cannot be put on a protocol line ([`sasl::check_sendable`]).
     pub fn new(
         kind: ServiceKind,
         host: &str,
@@ -188,8 +194,21 @@ impl Login {
         mechanism: &str,
         username: &str,
         credential: Credential,
-    ) -> Self {
-        Login {
+    ) -> Result<Self, sasl::Unsendable> {
+        let (secret, what) = match &credential {
+            Credential::Password(s) => (s, "password"),
+            Credential::Token(s) => (s, "token"),
+        };
+        sasl::check_sendable(username, secret, what)?;
+        if mechanism.eq_ignore_ascii_case("IMAP-LOGIN")
+            && (imap_quote(username).is_none() || imap_quote(secret.expose()).is_none())
+        {
+            return Err(sasl::Unsendable::Secret {
+                what,
+                found: "characters an IMAP quoted string cannot carry",
+            });
+        }
+        Ok(Login {
             kind,
             mechanism: mechanism.to_ascii_uppercase(),
             username: username.to_owned(),
@@ -200,7 +219,7 @@ impl Login {
             outcome: None,
             caps: Capabilities::default(),
             lines: 0,
-        }
+        })
     }
 
     /// The outcome once the dialogue closed.
@@ -260,12 +279,14 @@ impl Login {
         match self.kind {
             ServiceKind::Imap => match (m.as_str(), ir) {
                 ("IMAP-LOGIN", _) => {
-                    let cmd = format!(
-                        "a1 LOGIN {} {}",
+                    // `new` refused what cannot be quoted.
+                    let (Some(u), Some(p)) = (
                         imap_quote(&self.username),
-                        imap_quote(self.secret().expose())
-                    );
-                    Action::send(&line(&cmd))
+                        imap_quote(self.secret().expose()),
+                    ) else {
+                        return self.broken("the credential cannot be quoted".into());
+                    };
+                    Action::send(&line(&format!("a1 LOGIN {u} {p}")))
                 }
                 (_, Some(ir)) if self.caps.has("SASL-IR") => {
                     Action::send(&line(&format!("a1 AUTHENTICATE {m} {}", ir.expose())))
@@ -359,8 +380,8 @@ impl LineProbe for Login {
                     .split_once("[CAPABILITY ")
                     .and_then(|(_, r)| r.split(']').next())
                 {
-                    for w in caps.split_whitespace() {
-                        self.caps.add_flag(w);
+                    if let Err(e) = caps.split_whitespace().try_for_each(|w| self.caps.add_flag(w)) {
+                        return self.broken(e.0);
                     }
                     return self.auth_command();
                 }
@@ -369,8 +390,10 @@ impl LineProbe for Login {
             }
             (ServiceKind::Imap, Stage::Capabilities) => {
                 if let Some(rest) = text.strip_prefix("* CAPABILITY ") {
-                    rest.split_whitespace().for_each(|w| self.caps.add_flag(w));
-                    Action::read()
+                    match rest.split_whitespace().try_for_each(|w| self.caps.add_flag(w)) {
+                        Ok(()) => Action::read(),
+                        Err(e) => self.broken(e.0),
+                    }
                 } else if text.starts_with("a0 ") {
                     self.auth_command()
                 } else {
@@ -478,7 +501,8 @@ impl LineProbe for Login {
             // ---- ManageSieve: STARTTLS first (Q-8) ----
             (ServiceKind::Managesieve, Stage::Greeting) => {
                 if text.starts_with("\"STARTTLS\"") {
-                    self.caps.add_flag("STARTTLS");
+                    // One word on a fresh set: cannot exceed the cap.
+                    let _ = self.caps.add_flag("STARTTLS");
                 }
                 if text.starts_with("OK") {
                     if !self.caps.has("STARTTLS") {
@@ -562,7 +586,7 @@ mod tests {
             "PLAIN",
             "alice@example.test",
             pw(),
-        );
+        ).unwrap();
         let (written, _) = run(
             &mut l,
             &[
@@ -595,7 +619,7 @@ mod tests {
             ("a1 NO [EXPIRED] password expired", FailureClass::Account),
             ("a1 BAD unknown mechanism", FailureClass::Mechanism),
         ] {
-            let mut l = Login::new(ServiceKind::Imap, "h", 993, "PLAIN", "a@b", pw());
+            let mut l = Login::new(ServiceKind::Imap, "h", 993, "PLAIN", "a@b", pw()).unwrap();
             let _ = run(
                 &mut l,
                 &["* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] hi", reply],
@@ -609,7 +633,7 @@ mod tests {
 
     #[test]
     fn imap_unadvertised_mechanism_is_a_mechanism_failure() {
-        let mut l = Login::new(ServiceKind::Imap, "h", 993, "CRAM-MD5", "a@b", pw());
+        let mut l = Login::new(ServiceKind::Imap, "h", 993, "CRAM-MD5", "a@b", pw()).unwrap();
         let _ = run(
             &mut l,
             &[
@@ -635,7 +659,7 @@ mod tests {
             "OAUTHBEARER",
             "a@b",
             Credential::Token(Secret::new("t")),
-        );
+        ).unwrap();
         let (written, _) = run(
             &mut l,
             &[
@@ -666,7 +690,7 @@ mod tests {
             "IMAP-LOGIN",
             "a@b",
             Credential::Password(Secret::new("p\"w")),
-        );
+        ).unwrap();
         let (written, _) = run(
             &mut l,
             &[
@@ -682,7 +706,7 @@ mod tests {
 
     #[test]
     fn smtp_login_and_plain() {
-        let mut l = Login::new(ServiceKind::Submit, "h", 465, "LOGIN", "a@b", pw());
+        let mut l = Login::new(ServiceKind::Submit, "h", 465, "LOGIN", "a@b", pw()).unwrap();
         let (written, _) = run(
             &mut l,
             &[
@@ -697,7 +721,7 @@ mod tests {
         assert_eq!(written[1], "AUTH LOGIN\r\n");
         assert_eq!(written[2], format!("{}\r\n", STANDARD.encode("a@b")));
         assert_eq!(l.result().unwrap(), LoginOutcome::Ok);
-        let mut l = Login::new(ServiceKind::Submit, "h", 465, "PLAIN", "a@b", pw());
+        let mut l = Login::new(ServiceKind::Submit, "h", 465, "PLAIN", "a@b", pw()).unwrap();
         let _ = run(
             &mut l,
             &["220 hi", "250 h", "535 5.7.8 Error: authentication failed"],
@@ -725,7 +749,7 @@ mod tests {
 
     #[test]
     fn pop3_user_pass_and_sasl() {
-        let mut l = Login::new(ServiceKind::Pop3, "h", 995, "USER", "a@b", pw());
+        let mut l = Login::new(ServiceKind::Pop3, "h", 995, "USER", "a@b", pw()).unwrap();
         let (written, _) = run(&mut l, &["+OK ready", "+OK", "+OK Logged in."]);
         assert_eq!(
             written[..2],
@@ -735,7 +759,7 @@ mod tests {
             ]
         );
         assert_eq!(l.result().unwrap(), LoginOutcome::Ok);
-        let mut l = Login::new(ServiceKind::Pop3, "h", 995, "PLAIN", "a@b", pw());
+        let mut l = Login::new(ServiceKind::Pop3, "h", 995, "PLAIN", "a@b", pw()).unwrap();
         let _ = run(&mut l, &["+OK ready", "-ERR [AUTH] Authentication failed."]);
         assert!(matches!(
             l.result().unwrap(),
@@ -756,7 +780,7 @@ mod tests {
 
     #[test]
     fn managesieve_after_starttls() {
-        let mut l = Login::new(ServiceKind::Managesieve, "h", 4190, "PLAIN", "a@b", pw());
+        let mut l = Login::new(ServiceKind::Managesieve, "h", 4190, "PLAIN", "a@b", pw()).unwrap();
         let (written, _) = run(
             &mut l,
             &[
@@ -781,7 +805,7 @@ mod tests {
 
     #[test]
     fn secrets_do_not_leak_through_debug() {
-        let l = Login::new(ServiceKind::Imap, "h", 993, "PLAIN", "a@b", pw());
+        let l = Login::new(ServiceKind::Imap, "h", 993, "PLAIN", "a@b", pw()).unwrap();
         assert!(!format!("{l:?}").contains("alice-secret"));
     }
 

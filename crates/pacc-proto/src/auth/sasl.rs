@@ -6,6 +6,59 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::Secret;
 
+/// A username or secret that cannot be put on a protocol line safely. Checked before
+/// anything is sent: a CR or LF would end the command early and smuggle the rest in as a
+/// command of its own (POP3 `USER`/`PASS`, IMAP `LOGIN`, SMTP `AUTH LOGIN`, ManageSieve),
+/// and a NUL is PLAIN's separator.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Unsendable {
+    /// The username holds CR, LF, NUL or another control character.
+    #[error("the username contains a control character ({0}); nothing was sent")]
+    Username(&'static str),
+    /// The password or token holds CR, LF or NUL.
+    #[error("the {what} contains {found}, which cannot be sent safely; nothing was sent")]
+    Secret {
+        /// `password` or `token`.
+        what: &'static str,
+        /// `a line break (CR or LF)` or `a NUL byte`.
+        found: &'static str,
+    },
+    /// HTTP Basic cannot carry a `:` in the user-id (RFC 7617 §2).
+    #[error("the username contains ':', which HTTP Basic cannot carry; nothing was sent")]
+    ColonInBasicUser,
+}
+
+fn forbidden(s: &str) -> Option<&'static str> {
+    if s.contains(['\r', '\n']) {
+        Some("a line break (CR or LF)")
+    } else if s.contains('\0') {
+        Some("a NUL byte")
+    } else {
+        None
+    }
+}
+
+/// Refuse a username (any control character) or a secret (CR, LF, NUL) that no protocol
+/// line can carry. `what` names the secret in the error (`password`, `token`).
+pub fn check_sendable(
+    username: &str,
+    secret: &Secret,
+    what: &'static str,
+) -> Result<(), Unsendable> {
+    if let Some(c) = username.chars().find(|c| c.is_control()) {
+        return Err(Unsendable::Username(match c {
+            '\r' | '\n' => "CR or LF",
+            '\0' => "NUL",
+            _ => "a control character",
+        }));
+    }
+    match forbidden(secret.expose()) {
+        Some(found) => Err(Unsendable::Secret { what, found }),
+        None => Ok(()),
+    }
+}
+
 /// `PLAIN`: empty authzid, authcid = the full address (W-1), the password (W-3).
 pub fn plain(username: &str, password: &Secret) -> Secret {
     Secret::new(STANDARD.encode(format!("\0{username}\0{}", password.expose())))
@@ -39,17 +92,34 @@ pub fn xoauth2(username: &str, token: &Secret) -> Secret {
 /// The single `0x01` a client sends after an OAUTHBEARER error challenge (RFC 7628 §3.2.3).
 pub const OAUTHBEARER_ABORT: &str = "AQ==";
 
-/// `Authorization: Basic …` (RFC 7617, UTF-8).
-pub fn http_basic(username: &str, password: &Secret) -> Secret {
-    Secret::new(format!(
+/// `Authorization: Basic …` (RFC 7617, UTF-8). Refuses what [`check_sendable`] refuses, and
+/// a `:` in the username.
+pub fn http_basic(username: &str, password: &Secret) -> Result<Secret, Unsendable> {
+    check_sendable(username, password, "password")?;
+    if username.contains(':') {
+        return Err(Unsendable::ColonInBasicUser);
+    }
+    Ok(Secret::new(format!(
         "Basic {}",
         STANDARD.encode(format!("{username}:{}", password.expose()))
-    ))
+    )))
 }
 
-/// `Authorization: Bearer …` (RFC 6750).
-pub fn http_bearer(token: &Secret) -> Secret {
-    Secret::new(format!("Bearer {}", token.expose()))
+/// `Authorization: Bearer …` (RFC 6750). A token is b64token (RFC 6750 §2.1); anything with
+/// a control character or space is refused before it reaches a header.
+pub fn http_bearer(token: &Secret) -> Result<Secret, Unsendable> {
+    if token.expose().is_empty()
+        || token
+            .expose()
+            .bytes()
+            .any(|b| b.is_ascii_control() || b == b' ' || !b.is_ascii())
+    {
+        return Err(Unsendable::Secret {
+            what: "token",
+            found: "characters a Bearer token cannot hold",
+        });
+    }
+    Ok(Secret::new(format!("Bearer {}", token.expose())))
 }
 
 /// RFC 5801 §4: `,` and `=` in the authzid are escaped as `=2C` and `=3D`.
@@ -81,10 +151,31 @@ mod tests {
             "AHVzZXJAZXhhbXBsZS5jb20AY29ycmVjdCBob3JzZQ=="
         );
         assert_eq!(
-            http_basic("user@example.com", &p).expose(),
+            http_basic("user@example.com", &p).unwrap().expose(),
             "Basic dXNlckBleGFtcGxlLmNvbTpjb3JyZWN0IGhvcnNl"
         );
         assert_eq!(format!("{:?}", plain("u", &p)), "[redacted]");
+    }
+
+    #[test]
+    fn unsendable_credentials_are_refused() {
+        let ok = Secret::new("pw");
+        assert!(check_sendable("a@b", &ok, "password").is_ok());
+        for bad in ["p\r\nQUIT", "p\nw", "p\0w"] {
+            assert!(matches!(
+                check_sendable("a@b", &Secret::new(bad), "password"),
+                Err(Unsendable::Secret { what: "password", .. })
+            ));
+            assert!(http_basic("a@b", &Secret::new(bad)).is_err());
+        }
+        assert_eq!(
+            check_sendable("a@\r\nb", &ok, "password"),
+            Err(Unsendable::Username("CR or LF"))
+        );
+        assert_eq!(http_basic("a:b@c", &ok), Err(Unsendable::ColonInBasicUser));
+        assert!(http_bearer(&Secret::new("abc\r\nX-Evil: 1")).is_err());
+        assert!(http_bearer(&Secret::new("")).is_err());
+        assert_eq!(http_bearer(&Secret::new("a.b-c")).unwrap().expose(), "Bearer a.b-c");
     }
 
     #[test]

@@ -223,11 +223,7 @@ mod tests {
     }
 
     fn text(mechs: &[&str], flags: &[&str]) -> Offered {
-        Offered::Text(Capabilities {
-            mechanisms: mechs.iter().map(|s| (*s).into()).collect(),
-            flags: flags.iter().map(|s| (*s).into()).collect(),
-            greeting: String::new(),
-        })
+        Offered::Text(Capabilities::from_lists(mechs, flags).unwrap())
     }
 
     fn config(auth: &str) -> Config {

@@ -48,14 +48,17 @@ impl ImapProbe {
     fn absorb<'a>(
         &mut self,
         caps: impl IntoIterator<Item = &'a imap_codec::imap_types::response::Capability<'a>>,
-    ) {
+    ) -> Result<(), ProtocolError> {
         for c in caps {
             let word = c.to_string();
             match word.split_once('=') {
-                Some((k, mech)) if k.eq_ignore_ascii_case("AUTH") => self.caps.add_mechanism(mech),
-                _ => self.caps.add_flag(&word),
+                Some((k, mech)) if k.eq_ignore_ascii_case("AUTH") => {
+                    self.caps.add_mechanism(mech)?
+                }
+                _ => self.caps.add_flag(&word)?,
             }
         }
+        Ok(())
     }
 }
 
@@ -95,7 +98,9 @@ impl LineProbe for ImapProbe {
                 }
                 self.caps.greeting = greeting.text.to_string();
                 if let Some(Code::Capability(caps)) = &greeting.code {
-                    self.absorb(caps.as_ref());
+                    if let Err(e) = self.absorb(caps.as_ref()) {
+                        return self.fail(e.0);
+                    }
                     self.state = State::Done;
                     return Action::send_then(b"a2 LOGOUT\r\n", Next::Close);
                 }
@@ -107,10 +112,10 @@ impl LineProbe for ImapProbe {
                     return self.fail(format!("unparsable IMAP response: {}", show(line)));
                 };
                 match response {
-                    Response::Data(Data::Capability(caps)) => {
-                        self.absorb(caps.as_ref());
-                        Action::read()
-                    }
+                    Response::Data(Data::Capability(caps)) => match self.absorb(caps.as_ref()) {
+                        Ok(()) => Action::read(),
+                        Err(e) => self.fail(e.0),
+                    },
                     Response::Status(Status::Tagged(t)) if t.tag.as_ref() == "a1" => {
                         if format!("{:?}", t.body.kind) != "Ok" {
                             return self.fail(format!("CAPABILITY failed: {}", show(line)));
@@ -182,6 +187,20 @@ mod tests {
         assert_eq!(caps.mechanisms, ["SCRAM-SHA-256"]);
         assert!(caps.has("IMAP4REV2") && caps.has("LOGINDISABLED"));
         assert_eq!(written, ["a1 CAPABILITY\r\n", "a2 LOGOUT\r\n"]);
+    }
+
+    #[test]
+    fn a_flood_of_unique_capabilities_is_a_protocol_error() {
+        // 1,000 unique words in one 8 KiB-ish line, as a hostile server could send 256 times.
+        let words: Vec<String> = (0..1000).map(|i| format!("X{i:04}")).collect();
+        let line = format!("* OK [CAPABILITY IMAP4rev1 {}] hi", words.join(" "));
+        let err = run(&mut ImapProbe::new(), &[line.as_str()]).1.unwrap_err();
+        assert!(err.0.contains("more than 256 capabilities"), "{err}");
+        let line = format!("* CAPABILITY {}", words.join(" "));
+        let err = run(&mut ImapProbe::new(), &["* OK hi", line.as_str(), "a1 OK"])
+            .1
+            .unwrap_err();
+        assert!(err.0.contains("more than 256"), "{err}");
     }
 
     #[test]

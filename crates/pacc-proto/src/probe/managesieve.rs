@@ -106,10 +106,10 @@ impl SieveProbe {
                 "STARTTLS" if !after_tls => self.plain_starttls = true,
                 "SASL" if after_tls => value
                     .split_ascii_whitespace()
-                    .for_each(|m| self.caps.add_mechanism(m)),
+                    .try_for_each(|m| self.caps.add_mechanism(m))?,
                 "IMPLEMENTATION" if after_tls => self.caps.greeting = value,
                 "SASL" | "IMPLEMENTATION" => {}
-                other if after_tls => self.caps.add_flag(other),
+                other if after_tls => self.caps.add_flag(other)?,
                 _ => {}
             }
             return Ok(false);

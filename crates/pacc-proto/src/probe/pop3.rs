@@ -79,17 +79,18 @@ impl LineProbe for Pop3Probe {
                     return Action::send_then(b"QUIT\r\n", Next::Close);
                 }
                 let mut words = text.split_ascii_whitespace();
-                match words.next().map(str::to_ascii_uppercase).as_deref() {
-                    Some("SASL") => {
-                        self.caps.add_flag("SASL");
-                        for m in words {
-                            self.caps.add_mechanism(m);
-                        }
-                    }
+                let added = match words.next().map(str::to_ascii_uppercase).as_deref() {
+                    Some("SASL") => self
+                        .caps
+                        .add_flag("SASL")
+                        .and_then(|()| words.try_for_each(|m| self.caps.add_mechanism(m))),
                     Some(w) => self.caps.add_flag(w),
-                    None => {}
+                    None => Ok(()),
+                };
+                match added {
+                    Ok(()) => Action::read(),
+                    Err(e) => self.fail(e.0),
                 }
-                Action::read()
             }
             State::Done | State::Failed(_) => Action::close(),
         }

@@ -87,14 +87,18 @@ impl LineProbe for SmtpProbe {
                 // The first 250 line is the server's name, not a keyword.
                 if let Some(first) = words.next().filter(|_| self.ehlo_lines > 1) {
                     let upper = first.to_ascii_uppercase();
-                    if upper == "AUTH" {
-                        words.for_each(|m| self.caps.add_mechanism(m));
+                    let added = if upper == "AUTH" {
+                        words.try_for_each(|m| self.caps.add_mechanism(m))
                     } else if let Some(mechs) = upper.strip_prefix("AUTH=") {
                         // Legacy `AUTH=PLAIN LOGIN` form.
-                        self.caps.add_mechanism(mechs);
-                        words.for_each(|m| self.caps.add_mechanism(m));
+                        self.caps
+                            .add_mechanism(mechs)
+                            .and_then(|()| words.try_for_each(|m| self.caps.add_mechanism(m)))
                     } else {
-                        self.caps.add_flag(&upper);
+                        self.caps.add_flag(&upper)
+                    };
+                    if let Err(e) = added {
+                        return self.fail(e.0);
                     }
                 }
                 if last {
@@ -125,6 +129,18 @@ impl LineProbe for SmtpProbe {
 mod tests {
     use super::*;
     use crate::probe::transcript::run;
+
+    #[test]
+    fn invalid_mechanism_names_are_reported_not_kept() {
+        let (_, out) = run(
+            &mut SmtpProbe::new("[127.0.0.1]"),
+            &["220 hi", "250-mx.example", "250 AUTH PLAIN X\u{1b}]0;evil\u{7} LOGIN"],
+        );
+        let caps = out.unwrap();
+        assert_eq!(caps.mechanisms, ["PLAIN", "LOGIN"]);
+        assert_eq!(caps.rejected_mechanisms.len(), 1);
+        assert!(!caps.rejected_mechanisms[0].contains('\u{1b}'));
+    }
 
     #[test]
     fn postfix_ehlo() {

@@ -88,11 +88,7 @@ mod tests {
     use crate::probe::http::Challenge;
 
     fn caps(mechs: &[&str], flags: &[&str]) -> Capabilities {
-        Capabilities {
-            mechanisms: mechs.iter().map(|s| (*s).to_owned()).collect(),
-            flags: flags.iter().map(|s| (*s).to_owned()).collect(),
-            greeting: String::new(),
-        }
+        Capabilities::from_lists(mechs, flags).unwrap()
     }
 
     fn auth(password: bool, oauth: bool) -> Authentication {

@@ -188,6 +188,17 @@ pub fn check_with_oauth(
         match &r.verdict {
             RecordVerdict::Valid { record, matches } => {
                 let canonical = record.render();
+                if record.noncanonical_base64 {
+                    out.push(f(
+                        Verdict::Warn,
+                        "txt",
+                        format!(
+                            "d= is non-canonical base64 (non-zero unused trailing bits): \"{}\"; clients that decode strictly will ignore this record",
+                            r.text
+                        ),
+                        Some(format!("publish the canonical encoding: \"{canonical}\"")),
+                    ));
+                }
                 if !record.canonical || r.strings > 1 {
                     out.push(f(
                         Verdict::Warn,

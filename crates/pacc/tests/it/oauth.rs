@@ -66,8 +66,8 @@ async fn world() -> Option<World> {
 async fn one_grant_for_every_service_client_reused_and_refresh() {
     let Some(w) = world().await else { return };
     let client = client_with(&w.tb, Duration::from_secs(30));
-    let probes = client.probe(&w.config, &|_| {}).await;
-    let meta = client.oauth_metadata(ISSUER).await.expect("metadata");
+    let probes = client.probe(&w.config, client.deadline(), &|_| {}).await;
+    let meta = client.oauth_metadata(ISSUER, client.deadline()).await.expect("metadata");
     let choices = choose(&w.config, &probes, true, false);
     for c in &choices {
         assert!(
@@ -101,7 +101,9 @@ async fn one_grant_for_every_service_client_reused_and_refresh() {
             }
         });
     };
-    let (tokens, client_id) = client
+    let pacc::oauth::Authorized {
+        tokens, client_id, ..
+    } = client
         .oauth_authorize(
             &meta.metadata,
             &confirmed,
@@ -109,7 +111,7 @@ async fn one_grant_for_every_service_client_reused_and_refresh() {
             None,
             &store,
             &open,
-            Duration::from_secs(20),
+            Duration::from_secs(20), client.deadline(),
         )
         .await
         .expect("authorization");
@@ -142,7 +144,7 @@ async fn one_grant_for_every_service_client_reused_and_refresh() {
             &choices,
             "alice@example.test",
             &creds,
-            &confirmed,
+            &confirmed, client.deadline(),
         )
         .await;
     assert_eq!(results.len(), 4);
@@ -157,7 +159,9 @@ async fn one_grant_for_every_service_client_reused_and_refresh() {
     }
 
     // A second run reuses the registered client.
-    let (_, again) = client
+    let pacc::oauth::Authorized {
+        client_id: again, ..
+    } = client
         .oauth_authorize(
             &meta.metadata,
             &confirmed,
@@ -165,7 +169,7 @@ async fn one_grant_for_every_service_client_reused_and_refresh() {
             None,
             &store,
             &open,
-            Duration::from_secs(20),
+            Duration::from_secs(20), client.deadline(),
         )
         .await
         .expect("second authorization");
@@ -180,7 +184,7 @@ async fn one_grant_for_every_service_client_reused_and_refresh() {
         .clone()
         .expect("a refresh token for offline_access");
     let fresh = client
-        .oauth_refresh(&meta.metadata, &confirmed, &client_id, &refresh)
+        .oauth_refresh(&meta.metadata, &confirmed, &client_id, &refresh, client.deadline())
         .await
         .expect("refresh");
     assert_ne!(fresh.access_token.expose(), tokens.access_token.expose());
@@ -194,7 +198,7 @@ async fn one_grant_for_every_service_client_reused_and_refresh() {
         .cloned()
         .collect();
     let r = client
-        .sign_in(&w.config, &imap, "alice@example.test", &creds, &confirmed)
+        .sign_in(&w.config, &imap, "alice@example.test", &creds, &confirmed, client.deadline())
         .await;
     assert_eq!(r[0].outcome, ValidationOutcome::Ok);
 
@@ -204,11 +208,11 @@ async fn one_grant_for_every_service_client_reused_and_refresh() {
         mechanism: "XOAUTH2".into(),
     });
     let r = client
-        .sign_in(&w.config, &xo, "alice@example.test", &creds, &confirmed)
+        .sign_in(&w.config, &xo, "alice@example.test", &creds, &confirmed, client.deadline())
         .await;
     assert_eq!(r[0].outcome, ValidationOutcome::Ok, "XOAUTH2");
     let r = client
-        .sign_in(&w.config, &xo, "bob@example.test", &creds, &confirmed)
+        .sign_in(&w.config, &xo, "bob@example.test", &creds, &confirmed, client.deadline())
         .await;
     assert!(
         matches!(
@@ -224,7 +228,7 @@ async fn one_grant_for_every_service_client_reused_and_refresh() {
 
     // A token for alice presented as bob is refused: the credentials class.
     let r = client
-        .sign_in(&w.config, &imap, "bob@example.test", &creds, &confirmed)
+        .sign_in(&w.config, &imap, "bob@example.test", &creds, &confirmed, client.deadline())
         .await;
     assert!(
         matches!(
@@ -243,7 +247,7 @@ async fn one_grant_for_every_service_client_reused_and_refresh() {
 async fn forged_redirects_and_mismatched_issuers_are_refused() {
     let Some(w) = world().await else { return };
     let client = client_with(&w.tb, Duration::from_secs(20));
-    let meta = client.oauth_metadata(ISSUER).await.expect("metadata");
+    let meta = client.oauth_metadata(ISSUER, client.deadline()).await.expect("metadata");
     let confirmed = ConfirmationRequest::new(
         [Domain::parse("auth.example.test").unwrap()],
         "t".into(),
@@ -279,7 +283,7 @@ async fn forged_redirects_and_mismatched_issuers_are_refused() {
             None,
             &store,
             &open_forged,
-            Duration::from_secs(10),
+            Duration::from_secs(10), client.deadline(),
         )
         .await
         .unwrap_err();
@@ -297,7 +301,7 @@ async fn forged_redirects_and_mismatched_issuers_are_refused() {
         .await
         .unwrap();
     let e = client
-        .oauth_metadata("https://alias.example.test")
+        .oauth_metadata("https://alias.example.test", client.deadline())
         .await
         .unwrap_err();
     assert!(
@@ -325,7 +329,7 @@ async fn forged_redirects_and_mismatched_issuers_are_refused() {
             None,
             &store,
             &never,
-            Duration::from_secs(5),
+            Duration::from_secs(5), client.deadline(),
         )
         .await
         .unwrap_err();
@@ -349,9 +353,9 @@ async fn an_expired_token_is_refused_and_a_refreshed_one_works() {
         .unwrap()
         .config;
     let client = client_with(&tb, Duration::from_secs(20));
-    let probes = client.probe(&config, &|_| {}).await;
+    let probes = client.probe(&config, client.deadline(), &|_| {}).await;
     let choices = choose(&config, &probes, true, false);
-    let meta = client.oauth_metadata(ISSUER).await.unwrap();
+    let meta = client.oauth_metadata(ISSUER, client.deadline()).await.unwrap();
     let confirmed = ConfirmationRequest::new(
         [
             Domain::parse("imap.example.test").unwrap(),
@@ -373,7 +377,9 @@ async fn an_expired_token_is_refused_and_a_refreshed_one_works() {
                 browser::authorize(&url, as_addr, &ca, "alice@example.test", "alice-secret").await;
         });
     };
-    let (tokens, client_id) = client
+    let pacc::oauth::Authorized {
+        tokens, client_id, ..
+    } = client
         .oauth_authorize(
             &meta.metadata,
             &confirmed,
@@ -381,7 +387,7 @@ async fn an_expired_token_is_refused_and_a_refreshed_one_works() {
             None,
             &store,
             &open,
-            Duration::from_secs(20),
+            Duration::from_secs(20), client.deadline(),
         )
         .await
         .unwrap();
@@ -396,7 +402,7 @@ async fn an_expired_token_is_refused_and_a_refreshed_one_works() {
             &choices,
             "alice@example.test",
             &creds(tokens.access_token.clone()),
-            &confirmed,
+            &confirmed, client.deadline(),
         )
         .await;
     assert!(
@@ -415,7 +421,7 @@ async fn an_expired_token_is_refused_and_a_refreshed_one_works() {
             &meta.metadata,
             &confirmed,
             &client_id,
-            tokens.refresh_token.as_ref().unwrap(),
+            tokens.refresh_token.as_ref().unwrap(), client.deadline(),
         )
         .await
         .unwrap();
@@ -425,7 +431,7 @@ async fn an_expired_token_is_refused_and_a_refreshed_one_works() {
             &choices,
             "alice@example.test",
             &creds(fresh.access_token),
-            &confirmed,
+            &confirmed, client.deadline(),
         )
         .await;
     assert_eq!(r[0].outcome, ValidationOutcome::Ok);

@@ -25,7 +25,8 @@ async fn a(tb: &Testbed, name: &str, ip: IpAddr) {
 }
 
 async fn probe(tb: &Testbed, cfg: &Config, overall: Duration) -> Vec<ServiceProbe> {
-    client_with(tb, overall).probe(cfg, &|_| {}).await
+    let client = client_with(tb, overall);
+    client.probe(cfg, client.deadline(), &|_| {}).await
 }
 
 fn get(results: &[ServiceProbe], kind: ServiceKind) -> &ServiceProbe {

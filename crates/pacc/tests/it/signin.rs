@@ -62,7 +62,7 @@ async fn peers() -> Option<Peers> {
 async fn password_setup_of_every_service_and_wrong_passwords() {
     let Some(p) = peers().await else { return };
     let client = client_with(&p.tb, Duration::from_secs(30));
-    let probes = client.probe(&p.config, &|_| {}).await;
+    let probes = client.probe(&p.config, client.deadline(), &|_| {}).await;
     let choices = choose(&p.config, &probes, false, false);
     assert!(
         choices
@@ -84,7 +84,7 @@ async fn password_setup_of_every_service_and_wrong_passwords() {
         token: None,
     };
     let results = client
-        .sign_in(&p.config, &choices, "alice@example.test", &good, &confirmed)
+        .sign_in(&p.config, &choices, "alice@example.test", &good, &confirmed, client.deadline())
         .await;
     assert_eq!(results.len(), 7);
     for v in &results {
@@ -110,7 +110,7 @@ async fn password_setup_of_every_service_and_wrong_passwords() {
         token: None,
     };
     let results = client
-        .sign_in(&p.config, &choices, "bob@example.test", &bad, &confirmed)
+        .sign_in(&p.config, &choices, "bob@example.test", &bad, &confirmed, client.deadline())
         .await;
     for v in &results {
         assert!(
@@ -151,7 +151,7 @@ async fn password_setup_of_every_service_and_wrong_passwords() {
 async fn nothing_is_sent_to_unconfirmed_hosts_or_without_confirmation() {
     let Some(p) = peers().await else { return };
     let client = client_with(&p.tb, Duration::from_secs(20));
-    let probes = client.probe(&p.config, &|_| {}).await;
+    let probes = client.probe(&p.config, client.deadline(), &|_| {}).await;
     let choices = choose(&p.config, &probes, false, false);
     let request = ConfirmationRequest::new(
         choices.iter().map(|c| c.host.clone()),
@@ -179,7 +179,7 @@ async fn nothing_is_sent_to_unconfirmed_hosts_or_without_confirmation() {
             &choices,
             "alice@example.test",
             &creds,
-            &confirmed,
+            &confirmed, client.deadline(),
         )
         .await;
     for v in &results {
@@ -206,7 +206,7 @@ async fn nothing_is_sent_to_unconfirmed_hosts_or_without_confirmation() {
 async fn an_unadvertised_mechanism_is_a_mechanism_failure() {
     let Some(p) = peers().await else { return };
     let client = client_with(&p.tb, Duration::from_secs(20));
-    let probes = client.probe(&p.config, &|_| {}).await;
+    let probes = client.probe(&p.config, client.deadline(), &|_| {}).await;
     let mut choices = choose(&p.config, &probes, false, false);
     choices.retain(|c| c.service == ServiceKind::Imap);
     choices[0].decision = Decision::Use(Method::Password {
@@ -225,7 +225,7 @@ async fn an_unadvertised_mechanism_is_a_mechanism_failure() {
             &choices,
             "alice@example.test",
             &creds,
-            &confirmed,
+            &confirmed, client.deadline(),
         )
         .await;
     assert!(
@@ -249,7 +249,7 @@ async fn an_expired_account_is_the_account_class() {
     }
     let Some(p) = peers().await else { return };
     let client = client_with(&p.tb, Duration::from_secs(20));
-    let probes = client.probe(&p.config, &|_| {}).await;
+    let probes = client.probe(&p.config, client.deadline(), &|_| {}).await;
     let mut choices = choose(&p.config, &probes, false, false);
     choices.retain(|c| c.service == ServiceKind::Imap);
     let confirmed = ConfirmationRequest::new([choices[0].host.clone()], "t".into(), vec![])
@@ -260,7 +260,7 @@ async fn an_expired_account_is_the_account_class() {
         token: None,
     };
     let r = client
-        .sign_in(&p.config, &choices, peers::EXPIRED_USER, &creds, &confirmed)
+        .sign_in(&p.config, &choices, peers::EXPIRED_USER, &creds, &confirmed, client.deadline())
         .await;
     let log = std::fs::read_to_string(p.dovecot.dir().join("dovecot.log")).unwrap_or_default();
     assert!(
