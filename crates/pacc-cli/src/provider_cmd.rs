@@ -181,7 +181,12 @@ pub async fn check_cmd(
         .and_then(|a| a.oauth_public.as_ref())
         .map(|o| o.issuer.clone());
     let oauth = match issuer {
-        Some(iss) => Some(client.oauth_metadata(&iss, deadline).await.map_err(|e| e.to_string())),
+        Some(iss) => Some(
+            client
+                .oauth_metadata(&iss, deadline)
+                .await
+                .map_err(|e| e.to_string()),
+        ),
         None => None,
     };
     let findings = check_with_oauth(

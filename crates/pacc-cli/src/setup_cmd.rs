@@ -386,9 +386,8 @@ pub async fn run(
         deadline += waited;
         phases.borrow_mut().browser_ms =
             Some(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX));
-        *oauth_ms.get_or_insert(0) += ms_since(t).saturating_sub(
-            u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
-        );
+        *oauth_ms.get_or_insert(0) +=
+            ms_since(t).saturating_sub(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX));
         phases.borrow_mut().oauth_ms = oauth_ms;
         match result {
             Ok(pacc::oauth::Authorized {
@@ -453,7 +452,14 @@ pub async fn run(
     }
     let signing = Instant::now();
     let mut validations = client
-        .sign_in(config, &choices, address.as_str(), &credentials, &confirmed, deadline)
+        .sign_in(
+            config,
+            &choices,
+            address.as_str(),
+            &credentials,
+            &confirmed,
+            deadline,
+        )
         .await;
     // O-12 / V-4: a rejected token is refreshed once and those services retried once.
     let token_rejected: Vec<Choice> = validations
@@ -487,7 +493,8 @@ pub async fn run(
                 &token_rejected,
                 address.as_str(),
                 &retry_creds,
-                &confirmed, deadline,
+                &confirmed,
+                deadline,
             )
             .await;
         for r in retried {

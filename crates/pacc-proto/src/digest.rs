@@ -601,7 +601,11 @@ mod tests {
         assert_eq!(rec.digest, canonical.digest);
         let (outcome, _) = check(TV2, &[rr(&[&format!("v=UAAC1; a=sha256; d={odd}")])]);
         assert!(matches!(outcome, DigestCheck::Match { .. }), "{outcome:?}");
-        assert!(!parse_record(canonical.render().as_bytes()).unwrap().noncanonical_base64);
+        assert!(
+            !parse_record(canonical.render().as_bytes())
+                .unwrap()
+                .noncanonical_base64
+        );
         // Unpadded and base64url are still refused.
         assert_eq!(
             parse_record(format!("v=UAAC1; a=sha256; d={}", b64.trim_end_matches('=')).as_bytes()),

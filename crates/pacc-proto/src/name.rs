@@ -77,7 +77,9 @@ pub enum NameError {
     /// A control character (C0, DEL, C1) or a line/paragraph separator anywhere in the
     /// address: it could end a protocol line early (a CR/LF after the `@` would otherwise
     /// reach the server as a command of its own).
-    #[error("the address contains a control character ({codepoint}) at position {position}; type it again without it")]
+    #[error(
+        "the address contains a control character ({codepoint}) at position {position}; type it again without it"
+    )]
     ControlCharacter {
         /// `U+000D` and the like.
         codepoint: String,

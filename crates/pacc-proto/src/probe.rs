@@ -130,7 +130,8 @@ impl Capabilities {
 
     /// Whether a capability word is present.
     pub fn has(&self, flag: &str) -> bool {
-        self.seen.contains(&format!("F:{}", flag.to_ascii_uppercase()))
+        self.seen
+            .contains(&format!("F:{}", flag.to_ascii_uppercase()))
     }
 
     /// Whether a SASL mechanism is offered.
@@ -287,6 +288,8 @@ impl ProbeError {
 /// The outcome for one service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "kebab-case")]
+// Reachable is the common case and the one that is large; boxing it would only move it.
+#[allow(clippy::large_enum_variant)]
 pub enum ProbeStatus {
     /// Reached over validated TLS, and it talked.
     Reachable {

@@ -22,7 +22,7 @@ use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
-pub use dns::{DnsServer, SilentDns};
+pub use dns::{DnsMode, DnsServer, HostileDns, SilentDns};
 pub use https::{Behaviour, HttpsServer, RecordedRequest, Reply, Stats};
 pub use pki::{CertKind, Leaf, TestCa, TlsVersions, server_config};
 pub use scripted::{ScriptStep, ScriptedServer};

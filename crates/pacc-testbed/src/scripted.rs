@@ -25,6 +25,12 @@ pub enum ScriptStep {
     Stall,
     /// Write this chunk over and over (up to 16 MiB) without a line end.
     Flood(Vec<u8>),
+    /// Write these bytes one at a time, waiting this long before each.
+    Drip(Vec<u8>, std::time::Duration),
+    /// Read an HTTP request head (up to the empty line; recorded).
+    ReadHead,
+    /// Close the connection now.
+    Close,
 }
 
 impl ScriptStep {
@@ -158,6 +164,29 @@ async fn play(
                 *conn = Conn::Tls(Box::new(acceptor.accept(plain).await?));
             }
             ScriptStep::Stall => std::future::pending::<()>().await,
+            ScriptStep::Drip(bytes, every) => {
+                for b in bytes {
+                    tokio::time::sleep(*every).await;
+                    conn.write(std::slice::from_ref(b)).await?;
+                }
+            }
+            ScriptStep::ReadHead => {
+                let mut tail = [0u8; 4];
+                loop {
+                    let Some(b) = conn.read_byte().await? else {
+                        return Ok(());
+                    };
+                    if let Ok(mut r) = rec.lock() {
+                        r.push(b);
+                    }
+                    tail.rotate_left(1);
+                    tail[3] = b;
+                    if &tail == b"\r\n\r\n" {
+                        break;
+                    }
+                }
+            }
+            ScriptStep::Close => return Ok(()),
             ScriptStep::Flood(chunk) => {
                 for _ in 0..(16 * 1024 * 1024 / chunk.len().max(1)) {
                     conn.write(chunk).await?;

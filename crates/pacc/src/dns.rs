@@ -9,9 +9,9 @@ use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
 use hickory_resolver::lookup::Lookup;
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError, NoRecords};
 use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use pacc_proto::discovery::{DnsFailure, MAX_CNAME_CHAIN, MxResult};
 use pacc_proto::mx::MxRecord;
@@ -106,6 +106,9 @@ impl Dns {
         let fqdn = format!("{host}.");
         match self.resolver.lookup_ip(fqdn.as_str()).await {
             Ok(ips) => {
+                if let Some(f) = chain_in_answer(ips.as_lookup(), host) {
+                    return Err(f);
+                }
                 let v: Vec<IpAddr> = ips.iter().take(MAX_ADDRESSES).collect();
                 if v.is_empty() {
                     Err(self.not_found(host, None).await)
@@ -122,7 +125,12 @@ impl Dns {
     async fn lookup(&self, name: &str, rtype: RecordType) -> Result<Lookup, DnsFailure> {
         let fqdn = format!("{name}.");
         match self.resolver.lookup(fqdn.as_str(), rtype).await {
-            Ok(lookup) if lookup.answers().iter().any(|r| r.record_type() == rtype) => Ok(lookup),
+            Ok(lookup) if lookup.answers().iter().any(|r| r.record_type() == rtype) => {
+                match chain_in_answer(&lookup, name) {
+                    Some(f) => Err(f),
+                    None => Ok(lookup),
+                }
+            }
             Ok(_) => Err(self.not_found(name, None).await),
             Err(e) => Err(self.classify(name, &e).await),
         }
@@ -164,11 +172,9 @@ impl Dns {
             let fqdn = format!("{current}.");
             let target = match self.resolver.lookup(fqdn.as_str(), RecordType::CNAME).await {
                 Ok(lookup) => lookup.answers().iter().find_map(|r| match &r.data {
-                    RData::CNAME(c) if r.name.to_ascii().eq_ignore_ascii_case(&fqdn) => Some(
-                        c.0.to_ascii()
-                            .trim_end_matches('.')
-                            .to_ascii_lowercase(),
-                    ),
+                    RData::CNAME(c) if r.name.to_ascii().eq_ignore_ascii_case(&fqdn) => {
+                        Some(c.0.to_ascii().trim_end_matches('.').to_ascii_lowercase())
+                    }
                     _ => None,
                 }),
                 Err(_) => None,
@@ -189,4 +195,37 @@ impl Dns {
             }
         }
     }
+}
+
+/// The CNAME chain an answer carries from `name` (a server may put a whole chain into one
+/// answer): a loop or more than [`MAX_CNAME_CHAIN`] aliases is an error, as when the chain
+/// is followed question by question.
+fn chain_in_answer(lookup: &Lookup, name: &str) -> Option<DnsFailure> {
+    let norm = |n: &hickory_resolver::proto::rr::Name| {
+        n.to_ascii().trim_end_matches('.').to_ascii_lowercase()
+    };
+    let aliases: std::collections::HashMap<String, String> = lookup
+        .answers()
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::CNAME(c) => Some((norm(&r.name), norm(&c.0))),
+            _ => None,
+        })
+        .collect();
+    let mut chain = vec![name.to_ascii_lowercase()];
+    let mut seen: HashSet<String> = chain.iter().cloned().collect();
+    while let Some(next) = chain.last().and_then(|n| aliases.get(n)) {
+        let next = next.clone();
+        chain.push(next.clone());
+        if !seen.insert(next) {
+            return Some(DnsFailure::CnameLoop { chain });
+        }
+        if chain.len() > MAX_CNAME_CHAIN + 1 {
+            return Some(DnsFailure::CnameChainTooLong {
+                chain,
+                limit: MAX_CNAME_CHAIN,
+            });
+        }
+    }
+    None
 }

@@ -180,7 +180,10 @@ fn imap_quote(s: &str) -> Option<String> {
     if s.contains(['\r', '\n', '\0']) {
         return None;
     }
-    Some(format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")))
+    Some(format!(
+        "\"{}\"",
+        s.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
 }
 
 impl Login {
@@ -380,7 +383,10 @@ impl LineProbe for Login {
                     .split_once("[CAPABILITY ")
                     .and_then(|(_, r)| r.split(']').next())
                 {
-                    if let Err(e) = caps.split_whitespace().try_for_each(|w| self.caps.add_flag(w)) {
+                    if let Err(e) = caps
+                        .split_whitespace()
+                        .try_for_each(|w| self.caps.add_flag(w))
+                    {
                         return self.broken(e.0);
                     }
                     return self.auth_command();
@@ -390,7 +396,10 @@ impl LineProbe for Login {
             }
             (ServiceKind::Imap, Stage::Capabilities) => {
                 if let Some(rest) = text.strip_prefix("* CAPABILITY ") {
-                    match rest.split_whitespace().try_for_each(|w| self.caps.add_flag(w)) {
+                    match rest
+                        .split_whitespace()
+                        .try_for_each(|w| self.caps.add_flag(w))
+                    {
                         Ok(()) => Action::read(),
                         Err(e) => self.broken(e.0),
                     }
@@ -586,7 +595,8 @@ mod tests {
             "PLAIN",
             "alice@example.test",
             pw(),
-        ).unwrap();
+        )
+        .unwrap();
         let (written, _) = run(
             &mut l,
             &[
@@ -659,7 +669,8 @@ mod tests {
             "OAUTHBEARER",
             "a@b",
             Credential::Token(Secret::new("t")),
-        ).unwrap();
+        )
+        .unwrap();
         let (written, _) = run(
             &mut l,
             &[
@@ -690,7 +701,8 @@ mod tests {
             "IMAP-LOGIN",
             "a@b",
             Credential::Password(Secret::new("p\"w")),
-        ).unwrap();
+        )
+        .unwrap();
         let (written, _) = run(
             &mut l,
             &[

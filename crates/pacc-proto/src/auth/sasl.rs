@@ -164,7 +164,10 @@ mod tests {
         for bad in ["p\r\nQUIT", "p\nw", "p\0w"] {
             assert!(matches!(
                 check_sendable("a@b", &Secret::new(bad), "password"),
-                Err(Unsendable::Secret { what: "password", .. })
+                Err(Unsendable::Secret {
+                    what: "password",
+                    ..
+                })
             ));
             assert!(http_basic("a@b", &Secret::new(bad)).is_err());
         }
@@ -175,7 +178,10 @@ mod tests {
         assert_eq!(http_basic("a:b@c", &ok), Err(Unsendable::ColonInBasicUser));
         assert!(http_bearer(&Secret::new("abc\r\nX-Evil: 1")).is_err());
         assert!(http_bearer(&Secret::new("")).is_err());
-        assert_eq!(http_bearer(&Secret::new("a.b-c")).unwrap().expose(), "Bearer a.b-c");
+        assert_eq!(
+            http_bearer(&Secret::new("a.b-c")).unwrap().expose(),
+            "Bearer a.b-c"
+        );
     }
 
     #[test]

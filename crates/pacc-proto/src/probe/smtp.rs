@@ -134,7 +134,11 @@ mod tests {
     fn invalid_mechanism_names_are_reported_not_kept() {
         let (_, out) = run(
             &mut SmtpProbe::new("[127.0.0.1]"),
-            &["220 hi", "250-mx.example", "250 AUTH PLAIN X\u{1b}]0;evil\u{7} LOGIN"],
+            &[
+                "220 hi",
+                "250-mx.example",
+                "250 AUTH PLAIN X\u{1b}]0;evil\u{7} LOGIN",
+            ],
         );
         let caps = out.unwrap();
         assert_eq!(caps.mechanisms, ["PLAIN", "LOGIN"]);

@@ -4,6 +4,7 @@
 
 mod discovery;
 mod fallback;
+mod hostile;
 mod oauth;
 mod probe;
 mod provider;

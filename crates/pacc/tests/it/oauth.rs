@@ -67,7 +67,10 @@ async fn one_grant_for_every_service_client_reused_and_refresh() {
     let Some(w) = world().await else { return };
     let client = client_with(&w.tb, Duration::from_secs(30));
     let probes = client.probe(&w.config, client.deadline(), &|_| {}).await;
-    let meta = client.oauth_metadata(ISSUER, client.deadline()).await.expect("metadata");
+    let meta = client
+        .oauth_metadata(ISSUER, client.deadline())
+        .await
+        .expect("metadata");
     let choices = choose(&w.config, &probes, true, false);
     for c in &choices {
         assert!(
@@ -111,7 +114,8 @@ async fn one_grant_for_every_service_client_reused_and_refresh() {
             None,
             &store,
             &open,
-            Duration::from_secs(20), client.deadline(),
+            Duration::from_secs(20),
+            client.deadline(),
         )
         .await
         .expect("authorization");
@@ -144,7 +148,8 @@ async fn one_grant_for_every_service_client_reused_and_refresh() {
             &choices,
             "alice@example.test",
             &creds,
-            &confirmed, client.deadline(),
+            &confirmed,
+            client.deadline(),
         )
         .await;
     assert_eq!(results.len(), 4);
@@ -169,7 +174,8 @@ async fn one_grant_for_every_service_client_reused_and_refresh() {
             None,
             &store,
             &open,
-            Duration::from_secs(20), client.deadline(),
+            Duration::from_secs(20),
+            client.deadline(),
         )
         .await
         .expect("second authorization");
@@ -184,7 +190,13 @@ async fn one_grant_for_every_service_client_reused_and_refresh() {
         .clone()
         .expect("a refresh token for offline_access");
     let fresh = client
-        .oauth_refresh(&meta.metadata, &confirmed, &client_id, &refresh, client.deadline())
+        .oauth_refresh(
+            &meta.metadata,
+            &confirmed,
+            &client_id,
+            &refresh,
+            client.deadline(),
+        )
         .await
         .expect("refresh");
     assert_ne!(fresh.access_token.expose(), tokens.access_token.expose());
@@ -198,7 +210,14 @@ async fn one_grant_for_every_service_client_reused_and_refresh() {
         .cloned()
         .collect();
     let r = client
-        .sign_in(&w.config, &imap, "alice@example.test", &creds, &confirmed, client.deadline())
+        .sign_in(
+            &w.config,
+            &imap,
+            "alice@example.test",
+            &creds,
+            &confirmed,
+            client.deadline(),
+        )
         .await;
     assert_eq!(r[0].outcome, ValidationOutcome::Ok);
 
@@ -208,11 +227,25 @@ async fn one_grant_for_every_service_client_reused_and_refresh() {
         mechanism: "XOAUTH2".into(),
     });
     let r = client
-        .sign_in(&w.config, &xo, "alice@example.test", &creds, &confirmed, client.deadline())
+        .sign_in(
+            &w.config,
+            &xo,
+            "alice@example.test",
+            &creds,
+            &confirmed,
+            client.deadline(),
+        )
         .await;
     assert_eq!(r[0].outcome, ValidationOutcome::Ok, "XOAUTH2");
     let r = client
-        .sign_in(&w.config, &xo, "bob@example.test", &creds, &confirmed, client.deadline())
+        .sign_in(
+            &w.config,
+            &xo,
+            "bob@example.test",
+            &creds,
+            &confirmed,
+            client.deadline(),
+        )
         .await;
     assert!(
         matches!(
@@ -228,7 +261,14 @@ async fn one_grant_for_every_service_client_reused_and_refresh() {
 
     // A token for alice presented as bob is refused: the credentials class.
     let r = client
-        .sign_in(&w.config, &imap, "bob@example.test", &creds, &confirmed, client.deadline())
+        .sign_in(
+            &w.config,
+            &imap,
+            "bob@example.test",
+            &creds,
+            &confirmed,
+            client.deadline(),
+        )
         .await;
     assert!(
         matches!(
@@ -247,7 +287,10 @@ async fn one_grant_for_every_service_client_reused_and_refresh() {
 async fn forged_redirects_and_mismatched_issuers_are_refused() {
     let Some(w) = world().await else { return };
     let client = client_with(&w.tb, Duration::from_secs(20));
-    let meta = client.oauth_metadata(ISSUER, client.deadline()).await.expect("metadata");
+    let meta = client
+        .oauth_metadata(ISSUER, client.deadline())
+        .await
+        .expect("metadata");
     let confirmed = ConfirmationRequest::new(
         [Domain::parse("auth.example.test").unwrap()],
         "t".into(),
@@ -283,7 +326,8 @@ async fn forged_redirects_and_mismatched_issuers_are_refused() {
             None,
             &store,
             &open_forged,
-            Duration::from_secs(10), client.deadline(),
+            Duration::from_secs(10),
+            client.deadline(),
         )
         .await
         .unwrap_err();
@@ -329,7 +373,8 @@ async fn forged_redirects_and_mismatched_issuers_are_refused() {
             None,
             &store,
             &never,
-            Duration::from_secs(5), client.deadline(),
+            Duration::from_secs(5),
+            client.deadline(),
         )
         .await
         .unwrap_err();
@@ -355,7 +400,10 @@ async fn an_expired_token_is_refused_and_a_refreshed_one_works() {
     let client = client_with(&tb, Duration::from_secs(20));
     let probes = client.probe(&config, client.deadline(), &|_| {}).await;
     let choices = choose(&config, &probes, true, false);
-    let meta = client.oauth_metadata(ISSUER, client.deadline()).await.unwrap();
+    let meta = client
+        .oauth_metadata(ISSUER, client.deadline())
+        .await
+        .unwrap();
     let confirmed = ConfirmationRequest::new(
         [
             Domain::parse("imap.example.test").unwrap(),
@@ -387,7 +435,8 @@ async fn an_expired_token_is_refused_and_a_refreshed_one_works() {
             None,
             &store,
             &open,
-            Duration::from_secs(20), client.deadline(),
+            Duration::from_secs(20),
+            client.deadline(),
         )
         .await
         .unwrap();
@@ -402,7 +451,8 @@ async fn an_expired_token_is_refused_and_a_refreshed_one_works() {
             &choices,
             "alice@example.test",
             &creds(tokens.access_token.clone()),
-            &confirmed, client.deadline(),
+            &confirmed,
+            client.deadline(),
         )
         .await;
     assert!(
@@ -421,7 +471,8 @@ async fn an_expired_token_is_refused_and_a_refreshed_one_works() {
             &meta.metadata,
             &confirmed,
             &client_id,
-            tokens.refresh_token.as_ref().unwrap(), client.deadline(),
+            tokens.refresh_token.as_ref().unwrap(),
+            client.deadline(),
         )
         .await
         .unwrap();
@@ -431,7 +482,8 @@ async fn an_expired_token_is_refused_and_a_refreshed_one_works() {
             &choices,
             "alice@example.test",
             &creds(fresh.access_token),
-            &confirmed, client.deadline(),
+            &confirmed,
+            client.deadline(),
         )
         .await;
     assert_eq!(r[0].outcome, ValidationOutcome::Ok);

@@ -84,7 +84,14 @@ async fn password_setup_of_every_service_and_wrong_passwords() {
         token: None,
     };
     let results = client
-        .sign_in(&p.config, &choices, "alice@example.test", &good, &confirmed, client.deadline())
+        .sign_in(
+            &p.config,
+            &choices,
+            "alice@example.test",
+            &good,
+            &confirmed,
+            client.deadline(),
+        )
         .await;
     assert_eq!(results.len(), 7);
     for v in &results {
@@ -110,7 +117,14 @@ async fn password_setup_of_every_service_and_wrong_passwords() {
         token: None,
     };
     let results = client
-        .sign_in(&p.config, &choices, "bob@example.test", &bad, &confirmed, client.deadline())
+        .sign_in(
+            &p.config,
+            &choices,
+            "bob@example.test",
+            &bad,
+            &confirmed,
+            client.deadline(),
+        )
         .await;
     for v in &results {
         assert!(
@@ -179,7 +193,8 @@ async fn nothing_is_sent_to_unconfirmed_hosts_or_without_confirmation() {
             &choices,
             "alice@example.test",
             &creds,
-            &confirmed, client.deadline(),
+            &confirmed,
+            client.deadline(),
         )
         .await;
     for v in &results {
@@ -225,7 +240,8 @@ async fn an_unadvertised_mechanism_is_a_mechanism_failure() {
             &choices,
             "alice@example.test",
             &creds,
-            &confirmed, client.deadline(),
+            &confirmed,
+            client.deadline(),
         )
         .await;
     assert!(
@@ -260,7 +276,14 @@ async fn an_expired_account_is_the_account_class() {
         token: None,
     };
     let r = client
-        .sign_in(&p.config, &choices, peers::EXPIRED_USER, &creds, &confirmed, client.deadline())
+        .sign_in(
+            &p.config,
+            &choices,
+            peers::EXPIRED_USER,
+            &creds,
+            &confirmed,
+            client.deadline(),
+        )
         .await;
     let log = std::fs::read_to_string(p.dovecot.dir().join("dovecot.log")).unwrap_or_default();
     assert!(
