@@ -48,6 +48,8 @@ pub mod digest;
 pub mod discovery;
 pub mod document;
 pub mod fetch;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod mta_sts;
 pub mod mx;
 pub mod name;

@@ -18,7 +18,6 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::header::{
     ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, HOST, IF_NONE_MATCH,
 };
@@ -403,12 +402,7 @@ async fn accept_loop(
         };
         let _ = tcp.set_nodelay(true);
         let (acceptor, state) = (acceptor.clone(), state.clone());
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header)
-            .max_buf_size(MAX_HEAD)
-            .keep_alive(true);
+        let builder = http_builder(limits);
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
@@ -435,6 +429,81 @@ async fn accept_loop(
     let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
 }
 
+/// The HTTP/1.1 server settings of every connection (request-head cap and deadline).
+fn http_builder(limits: Limits) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header)
+        .max_buf_size(MAX_HEAD)
+        .keep_alive(true);
+    builder
+}
+
+/// Fuzzing entry point (the `serve_request` target in `fuzz/`): `raw` is what a client
+/// sends after TLS; it goes through the same HTTP/1.1 server settings and request handler
+/// as a real connection, for a fixed document at `ua-auto-config.example.com` and a policy
+/// at `mta-sts.example.com`. Not part of the API.
+#[doc(hidden)]
+pub fn fuzz_request(raw: &[u8]) {
+    use std::sync::OnceLock;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    static RUNTIME: OnceLock<Option<tokio::runtime::Runtime>> = OnceLock::new();
+    let Some(rt) = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()
+    }) else {
+        return;
+    };
+    let served = |body: &'static [u8], content_type| {
+        Arc::new(Served {
+            body: Bytes::from_static(body),
+            content_type,
+            etag: "\"e\"".to_owned(),
+            cache_control: "max-age=300".to_owned(),
+        })
+    };
+    let mut by_host = HashMap::new();
+    by_host.insert(
+        "ua-auto-config.example.com".to_owned(),
+        served(br#"{"protocols":{}}"#, "application/json"),
+    );
+    by_host.insert(
+        "mta-sts.example.com".to_owned(),
+        served(b"version: STSv1\r\n", "text/plain"),
+    );
+    let state = Arc::new(State {
+        by_host,
+        certs: HashMap::new(),
+        default_cert: None,
+        domains: 1,
+    });
+    rt.block_on(async move {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let svc = service_fn(move |req| {
+            let state = Some(state.clone());
+            async move { Ok::<_, std::convert::Infallible>(answer(req, state)) }
+        });
+        let limits = Limits {
+            handshake: Duration::from_millis(200),
+            header: Duration::from_millis(200),
+        };
+        let conn = tokio::spawn(async move {
+            let _ = http_builder(limits)
+                .serve_connection(TokioIo::new(server), svc)
+                .await;
+        });
+        let _ = client.write_all(raw).await;
+        let _ = client.shutdown().await;
+        let mut out = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_millis(500), client.read_to_end(&mut out)).await;
+        conn.abort();
+    });
+}
+
 fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
     *r.status_mut() = status;
@@ -445,7 +514,7 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
     r
 }
 
-fn answer(req: Request<Incoming>, state: Option<Arc<State>>) -> Response<Full<Bytes>> {
+fn answer<B>(req: Request<B>, state: Option<Arc<State>>) -> Response<Full<Bytes>> {
     let Some(state) = state else {
         return plain(StatusCode::INTERNAL_SERVER_ERROR, "unavailable\n");
     };

@@ -4,6 +4,7 @@
 
 mod discovery;
 mod fallback;
+mod fuzz_regressions;
 mod hostile;
 mod oauth;
 mod probe;
