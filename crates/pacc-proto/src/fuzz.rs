@@ -17,8 +17,11 @@ use crate::mx::MxRecord;
 use crate::name::{Domain, EmailAddress};
 use crate::probe::{LineProbe, MAX_LINE, Next};
 
+/// One fuzz entry point.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name, for the regression runner.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("txt_record", txt_record),
     ("txt_rrset", txt_rrset),
     ("document", document),
