@@ -15,7 +15,11 @@ fn label() -> impl Strategy<Value = String> {
 }
 
 fn host() -> impl Strategy<Value = String> {
-    (label(), label(), prop::sample::select(vec!["test", "example", "co.uk", "org"]))
+    (
+        label(),
+        label(),
+        prop::sample::select(vec!["test", "example", "co.uk", "org"]),
+    )
         .prop_map(|(a, b, tld)| format!("{a}.{b}.{tld}"))
 }
 
