@@ -260,7 +260,9 @@ struct NetworkArgs {
     /// parent (first label removed), registrable (registrable domain).
     #[arg(long, value_name = "STRATEGY", default_value = "ua-auto-config", value_parser = parse_strategy)]
     mx_uri_strategy: MxUriStrategy,
-    /// Give up after this many seconds in total.
+    /// Give up after this many seconds in total: one deadline for the whole command
+    /// (discovery, probes, OAuth exchanges, sign-in); only time spent waiting for you
+    /// (prompts, the browser) is added.
     #[arg(long, value_name = "SECONDS", default_value_t = 15.0, value_parser = parse_timeout)]
     timeout: f64,
 }

@@ -141,6 +141,7 @@ struct CheckOutput<'a> {
     domain: &'a str,
     ok: bool,
     findings: &'a [CheckFinding],
+    phases: crate::output::Phases,
 }
 
 /// `pacc check`.
@@ -167,12 +168,20 @@ pub async fn check_cmd(
         None => None,
     };
     // One deadline (--timeout) for discovery, the probes and the issuer's metadata.
+    let started = std::time::Instant::now();
     let deadline = client.deadline();
     let report = client.discover_domain_until(&d, deadline, &|_| {}).await;
+    let mut phases = crate::output::Phases {
+        discovery_ms: crate::output::ms_since(started),
+        ..Default::default()
+    };
+    let t = std::time::Instant::now();
     let probes = match (&report.outcome, probe) {
         (Ok(v), true) => Some(client.probe(&v.document.config, deadline, &|_| {}).await),
         _ => None,
     };
+    phases.probe_ms = probes.as_ref().map(|_| crate::output::ms_since(t));
+    let t = std::time::Instant::now();
     let issuer = report
         .outcome
         .as_ref()
@@ -189,6 +198,8 @@ pub async fn check_cmd(
         ),
         None => None,
     };
+    phases.oauth_ms = oauth.as_ref().map(|_| crate::output::ms_since(t));
+    phases.total_ms = crate::output::ms_since(started);
     let findings = check_with_oauth(
         &report,
         probes.as_deref(),
@@ -202,6 +213,7 @@ pub async fn check_cmd(
             domain: d.as_str(),
             ok,
             findings: &findings,
+            phases,
         };
         println!("{}", serde_json::to_string_pretty(&o).unwrap_or_default());
     } else {

@@ -920,3 +920,81 @@ async fn setup_interactively_on_a_terminal() {
         }
     }
 }
+
+/// #11 (2): `--timeout` bounds the whole command. The document arrives after 1.2 s and the
+/// only service never answers: with `--timeout 2`, probe, setup and check all end at about
+/// 2 s (each phase got what was left), and the JSON says where the time went.
+#[tokio::test]
+async fn the_timeout_bounds_the_whole_command() {
+    use pacc_testbed::{CertKind, ScriptStep, ScriptedServer};
+    let tb = Testbed::start().await.unwrap();
+    let doc = br#"{"protocols":{"imap":{"host":"imap.slow.test"}},"authentication":{"password":true}}"#;
+    let _s = tb
+        .https_host(
+            &["ua-auto-config.slow.test"],
+            Behaviour {
+                delay: std::time::Duration::from_millis(1200),
+                ..Behaviour::new(Reply::json(doc.to_vec()))
+            },
+        )
+        .await
+        .unwrap();
+    tb.publish_txt("slow.test", &sha256_record(doc)).await.unwrap();
+    let imap = ScriptedServer::start(
+        &tb.ca,
+        &["imap.slow.test"],
+        993,
+        true,
+        CertKind::Valid,
+        vec![ScriptStep::Stall],
+    )
+    .await
+    .unwrap();
+    let std::net::IpAddr::V4(ip) = imap.addr().ip() else {
+        panic!()
+    };
+    tb.dns.add_a("imap.slow.test", ip).await.unwrap();
+    let dns = tb.dns_addr().to_string();
+    let ca = tb.ca_file().to_str().unwrap().to_owned();
+    let net = ["--dns", &dns, "--ca-file", &ca, "--timeout", "2"];
+    let limit = std::time::Duration::from_millis(2700);
+    for cmd in [
+        vec!["probe", "u@slow.test", "--json"],
+        vec![
+            "setup",
+            "u@slow.test",
+            "--accept-domains",
+            "slow.test",
+            "--password-env",
+            "PACC_TEST_NO_SUCH_VAR",
+            "--json",
+        ],
+        vec!["check", "slow.test", "--json"],
+    ] {
+        let args: Vec<&str> = cmd.iter().copied().chain(net).collect();
+        let started = std::time::Instant::now();
+        let out = pacc(&args).await;
+        let took = started.elapsed();
+        assert!(took <= limit, "{cmd:?} took {took:?} with --timeout 2");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{cmd:?}: {e}: {stdout}"));
+        let phases = &v["phases"];
+        assert!(phases["discovery_ms"].as_u64().unwrap() >= 1000, "{cmd:?}: {phases}");
+        assert!(phases["probe_ms"].as_u64().unwrap() <= 1200, "{cmd:?}: {phases}");
+        assert!(phases["total_ms"].as_u64().unwrap() <= 2600, "{cmd:?}: {phases}");
+    }
+}
+
+/// #11 (3): an address with a line break never gets as far as DNS.
+#[tokio::test]
+async fn addresses_with_control_characters_are_usage_errors() {
+    for bad in ["alice@\r\nexample.test", "alice@example.test\n", "alice@ example.test"] {
+        let out = pacc(&["discover", bad, "--dns", "127.0.0.1:9", "--timeout", "1"]).await;
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("control character") || err.contains("white space"),
+            "{bad:?}: {err}"
+        );
+    }
+}

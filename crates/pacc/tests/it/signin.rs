@@ -292,3 +292,55 @@ async fn an_expired_account_is_the_account_class() {
         r[0].outcome
     );
 }
+
+/// #11 (3): a password with CR/LF (or NUL) is refused before any connection: no server of
+/// the seven sees a login, a connection or an extra command (checked in Dovecot's own log,
+/// which also records Postfix's SASL requests).
+#[tokio::test]
+async fn a_password_with_a_line_break_reaches_no_server() {
+    let Some(p) = peers().await else { return };
+    let client = client_with(&p.tb, Duration::from_secs(30));
+    let probes = client.probe(&p.config, client.deadline(), &|_| {}).await;
+    let choices = choose(&p.config, &probes, false, false);
+    let request = ConfirmationRequest::new(
+        choices.iter().map(|c| c.host.clone()),
+        "test".into(),
+        vec![],
+    );
+    let confirmed = request.accept_domains(&["example.test".into()]).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log_path = p.dovecot.dir().join("dovecot.log");
+    let before = std::fs::read_to_string(&log_path).unwrap_or_default().len();
+    for bad in ["alice-secret\r\nQUIT", "alice-secret\nDELE 1", "alice\0secret"] {
+        let creds = Credentials {
+            password: Some(Secret::new(bad)),
+            token: None,
+        };
+        let results = client
+            .sign_in(
+                &p.config,
+                &choices,
+                "carol@example.test",
+                &creds,
+                &confirmed,
+                client.deadline(),
+            )
+            .await;
+        assert_eq!(results.len(), 7);
+        for v in &results {
+            assert!(
+                matches!(&v.outcome, ValidationOutcome::NotSent { reason } if reason.contains("nothing was sent")),
+                "{:?}: {:?}",
+                v.service,
+                v.outcome
+            );
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let new = &log[before.min(log.len())..];
+    assert!(
+        !new.contains("carol") && !new.contains("-login:"),
+        "no login, connection or command reached Dovecot:\n{new}"
+    );
+}
