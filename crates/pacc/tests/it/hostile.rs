@@ -1271,3 +1271,75 @@ fn addresses_with_control_characters_are_refused_before_any_lookup() {
         assert!(EmailAddress::parse(bad).is_err(), "{bad:?}");
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// DIG-7 and the OAuth metadata error
+// ------------------------------------------------------------------------------------------
+
+/// DIG-7: a digest in non-canonical base64 (non-zero unused trailing bits) still verifies
+/// the document, and `check` warns about it.
+#[tokio::test]
+async fn noncanonical_base64_digest_is_accepted_and_check_warns() {
+    use pacc_proto::provider::check::{Verdict, check};
+    let tb = testbed().await;
+    let d = "noncanon.test";
+    let _s = tb.serve_document(d, DOC).await.unwrap();
+    let canonical = sha256_record(DOC);
+    // The last base64 character before `=` carries two unused bits: set the lowest.
+    let (head, tail) = canonical.split_at(canonical.len() - 1);
+    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let idx = alphabet.find(&head[head.len() - 1..]).unwrap();
+    assert_eq!(idx & 3, 0);
+    let odd = format!("{}{}{tail}", &head[..head.len() - 1], &alphabet[idx | 1..=idx | 1]);
+    assert_ne!(odd, canonical);
+    tb.publish_txt(d, &odd).await.unwrap();
+    let c = client_at(&tb, tb.dns_addr(), Duration::from_secs(5));
+    let (r, _) = discover_timed(&c, d).await;
+    assert!(r.outcome.is_ok(), "the client accepts it: {:?}", r.outcome.err());
+    let findings = check(&r, None, None);
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.verdict == Verdict::Warn && f.message.contains("non-canonical base64")),
+        "{findings:#?}"
+    );
+}
+
+/// Both metadata URLs are tried (RFC 8414, then OpenID discovery) and the error names each
+/// with its own failure, also when the first one used up the deadline.
+#[tokio::test]
+async fn oauth_metadata_errors_name_every_url_tried() {
+    let tb = testbed().await;
+    let _gone = tb
+        .https_host(&["auth.gone.test"], Behaviour::new(Reply::status(404)))
+        .await
+        .unwrap();
+    let c = client_at(&tb, tb.dns_addr(), Duration::from_secs(5));
+    let e = c
+        .oauth_metadata("https://auth.gone.test", c.deadline())
+        .await
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("https://auth.gone.test/.well-known/oauth-authorization-server: ")
+            && msg.contains("https://auth.gone.test/.well-known/openid-configuration: ")
+            && msg.matches("HTTP 404").count() == 2,
+        "{msg}"
+    );
+    let _drip = tb
+        .https_host(&["auth.drip.test"], Behaviour::new(Reply::NeverAnswer))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let e = c
+        .oauth_metadata("https://auth.drip.test", c.deadline().min(std::time::Instant::now() + DEADLINE))
+        .await
+        .unwrap_err();
+    within(started.elapsed(), DEADLINE);
+    let pacc::oauth::OAuthError::Fetch(attempts) = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(attempts.len(), 2, "{e}");
+    assert!(attempts.iter().all(|a| a.error.kind() == "timeout"), "{e}");
+    assert!(!e.to_string().contains("dns"), "not a DNS failure: {e}");
+}
