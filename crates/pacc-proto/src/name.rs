@@ -345,6 +345,24 @@ impl fmt::Display for EmailAddress {
     }
 }
 
+/// Untrusted text made safe for a terminal: control characters (C0, DEL, C1), bidi
+/// overrides and isolates, zero-width and other invisible formatting characters are shown
+/// as `\u{…}` escapes, so a provider name or a server reply can never move the cursor,
+/// recolour the screen or reorder what the user reads. JSON output keeps the exact value.
+pub fn escape_for_terminal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let invisible = c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{2028}' | '\u{2029}' | '\u{061C}');
+        if invisible {
+            out.push_str(&format!("\\u{{{:04X}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// C0 controls (including CR, LF, NUL, TAB), DEL, C1 controls, and the Unicode line and
 /// paragraph separators.
 fn is_forbidden(c: char) -> bool {
@@ -394,6 +412,13 @@ fn check_local_part(local: &str) -> Result<(), NameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn terminal_escaping() {
+        assert_eq!(escape_for_terminal("Mail\u{1b}[31m"), "Mail\\u{001B}[31m");
+        assert_eq!(escape_for_terminal("a\u{202E}b"), "a\\u{202E}b");
+        assert_eq!(escape_for_terminal("Bücher GmbH"), "Bücher GmbH");
+    }
 
     #[test]
     fn control_characters_and_whitespace_around_the_at_are_refused() {

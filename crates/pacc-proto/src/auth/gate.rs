@@ -19,8 +19,44 @@ pub struct ConfirmationRequest {
     pub source: String,
     /// For the MX fallback: the registrable domains of the mail servers' operator (MX-9).
     pub mx_domains: Vec<Domain>,
+    /// The provider's name, as the document gives it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// What will be sent where: per service, the host, the target and the method.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<Planned>,
+    /// Services already left out, with the reason.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skipped>,
     #[serde(skip)]
     hosts: BTreeSet<Domain>,
+}
+
+/// One service that would be signed in to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Planned {
+    /// The service.
+    pub service: crate::document::ServiceKind,
+    /// Its host.
+    pub host: Domain,
+    /// `host:port` or the URL.
+    pub target: String,
+    /// `OAuth (OAUTHBEARER)`, `password (PLAIN)`, or OAuth with the password as fallback.
+    pub method: String,
+    /// Why no token goes there although OAuth is offered (O-14, O-15).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_token: Option<String>,
+}
+
+/// One service that is not set up, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// The service.
+    pub service: crate::document::ServiceKind,
+    /// `host:port` or the URL.
+    pub target: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// The user's confirmation, bound to the exact host set shown.
@@ -73,8 +109,46 @@ impl ConfirmationRequest {
             groups: group_by_registrable(&ordered),
             source,
             mx_domains,
+            provider: None,
+            plan: Vec::new(),
+            skipped: Vec::new(),
             hosts: ordered.into_iter().collect(),
         }
+    }
+
+    /// Say what will happen: the provider's name and, per service, the method (or why it
+    /// is skipped). The hosts confirmed are still exactly those given to [`Self::new`].
+    pub fn with_plan(
+        mut self,
+        provider: Option<&str>,
+        choices: &[crate::auth::select::Choice],
+    ) -> Self {
+        use crate::auth::select::{Decision, Method};
+        self.provider = provider.map(str::to_owned);
+        for c in choices {
+            let describe = |m: &Method| match m {
+                Method::Oauth { mechanism } => format!("OAuth ({mechanism})"),
+                Method::Password { mechanism } => format!("password ({mechanism})"),
+            };
+            match &c.decision {
+                Decision::Use(m) => self.plan.push(Planned {
+                    service: c.service,
+                    host: c.host.clone(),
+                    target: c.target.clone(),
+                    method: match &c.fallback {
+                        Some(f) => format!("{}, else {}", describe(m), describe(f)),
+                        None => describe(m),
+                    },
+                    no_token: c.no_token.clone(),
+                }),
+                Decision::Skip { skipped } => self.skipped.push(Skipped {
+                    service: c.service,
+                    target: c.target.clone(),
+                    reason: skipped.clone(),
+                }),
+            }
+        }
+        self
     }
 
     /// The registrable domains, in display order.
@@ -85,11 +159,41 @@ impl ConfirmationRequest {
     /// The text shown to the user: never truncated, IDNs as Unicode only when safe (SEC-2).
     pub fn display(&self) -> String {
         let mut s = String::new();
+        if let Some(p) = &self.provider {
+            let _ = writeln!(s, "Provider: {}", crate::name::escape_for_terminal(p));
+        }
         let _ = writeln!(s, "Your credentials would be sent to these domains:");
         for g in &self.groups {
             let _ = writeln!(s, "  {}", display_name(&g.domain));
             for h in &g.hosts {
-                let _ = writeln!(s, "      {}", display_name(h));
+                let services: Vec<&Planned> = self.plan.iter().filter(|p| &p.host == h).collect();
+                if services.is_empty() {
+                    let _ = writeln!(s, "      {}", display_name(h));
+                }
+                for p in services {
+                    let _ = writeln!(
+                        s,
+                        "      {:<40} {:<12} {}",
+                        crate::name::escape_for_terminal(&p.target),
+                        p.service.label(),
+                        p.method
+                    );
+                    if let Some(why) = &p.no_token {
+                        let _ = writeln!(s, "      {:<40} {:<12} no token: {}", "", "", crate::name::escape_for_terminal(why));
+                    }
+                }
+            }
+        }
+        if !self.skipped.is_empty() {
+            let _ = writeln!(s, "Not set up:");
+            for k in &self.skipped {
+                let _ = writeln!(
+                    s,
+                    "      {:<40} {:<12} {}",
+                    crate::name::escape_for_terminal(&k.target),
+                    k.service.label(),
+                    crate::name::escape_for_terminal(&k.reason)
+                );
             }
         }
         let _ = writeln!(s, "Settings from: {}", self.source);

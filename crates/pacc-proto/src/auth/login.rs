@@ -157,6 +157,8 @@ pub struct Login {
     outcome: Option<Result<LoginOutcome, ProtocolError>>,
     caps: Capabilities,
     lines: usize,
+    /// RFC 7628 §3.2.2: the `openid-configuration` an OAUTHBEARER error names.
+    openid_configuration: Option<String>,
 }
 
 impl std::fmt::Debug for Login {
@@ -222,7 +224,14 @@ impl Login {
             outcome: None,
             caps: Capabilities::default(),
             lines: 0,
+            openid_configuration: None,
         })
+    }
+
+    /// The `openid-configuration` URL the server's OAUTHBEARER error response named (RFC
+    /// 7628 §3.2.2): where it expects tokens from (O-14).
+    pub fn openid_configuration(&self) -> Option<&str> {
+        self.openid_configuration.as_deref()
     }
 
     /// The outcome once the dialogue closed.
@@ -337,6 +346,17 @@ impl Login {
             // A token error challenge (RFC 7628 §3.2.3): abort with 0x01 (XOAUTH2: empty line).
             "OAUTHBEARER" | "XOAUTH2" => {
                 self.stage = Stage::AuthAbort;
+                // §3.2.2: `{"status": …, "scope": …, "openid-configuration": …}`.
+                let json = STANDARD
+                    .decode(payload.trim().trim_matches('"'))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+                self.openid_configuration = json
+                    .as_ref()
+                    .and_then(|v| v.get("openid-configuration"))
+                    .and_then(|v| v.as_str())
+                    .filter(|u| u.len() <= 2048)
+                    .map(str::to_owned);
                 let abort = if self.mechanism == "OAUTHBEARER" {
                     sasl::OAUTHBEARER_ABORT
                 } else {
@@ -690,6 +710,35 @@ mod tests {
                 ..
             }
         ));
+        assert_eq!(l.openid_configuration(), None);
+    }
+
+    #[test]
+    fn oauthbearer_error_names_the_expected_issuer() {
+        let mut l = Login::new(
+            ServiceKind::Submit,
+            "h",
+            465,
+            "OAUTHBEARER",
+            "a@b",
+            Credential::Token(Secret::new("t")),
+        )
+        .unwrap();
+        let challenge = STANDARD.encode(
+            br#"{"status":"invalid_token","openid-configuration":"https://other.example/.well-known/openid-configuration"}"#,
+        );
+        let _ = run(
+            &mut l,
+            &["220 hi", "250-x", "250 AUTH OAUTHBEARER", &format!("334 {challenge}"), "535 5.7.8 no"],
+        );
+        assert_eq!(
+            l.openid_configuration(),
+            Some("https://other.example/.well-known/openid-configuration")
+        );
+        assert_eq!(
+            crate::auth::oauth::issuer_of_configuration_url(l.openid_configuration().unwrap()).as_deref(),
+            Some("https://other.example")
+        );
     }
 
     #[test]

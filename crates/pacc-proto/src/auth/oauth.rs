@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Secret;
 use super::pkce::Pkce;
+use crate::document::{Endpoint, ServiceKind};
 
 /// RFC 8414 §3.1: `/.well-known/oauth-authorization-server` goes between the issuer's host and
 /// its path (the path's terminating `/` removed). `None` if `issuer` is not `https://host…`.
@@ -61,6 +62,10 @@ pub struct Metadata {
     /// RFC 9207: then `iss` is required on the redirect.
     #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,
+    /// The resources this server issues tokens for (oauth-public -06, O-15): where present,
+    /// a token goes only to services these cover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_resources: Option<Vec<String>>,
 }
 
 /// Why the metadata cannot be used (O-2, O-3). Checked before any browser opens.
@@ -86,6 +91,18 @@ pub enum MetadataError {
     InsecureEndpoint(&'static str),
 }
 
+impl MetadataError {
+    /// Stable kind string (the JSON `oauth.kind`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MetadataError::Invalid(_) => "metadata-invalid",
+            MetadataError::IssuerMismatch { .. } => "issuer-mismatch",
+            MetadataError::Missing(_) => "metadata-unsupported",
+            MetadataError::InsecureEndpoint(_) => "metadata-insecure-endpoint",
+        }
+    }
+}
+
 /// The checked metadata and what the checks noted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckedMetadata {
@@ -100,24 +117,13 @@ pub fn check_metadata(issuer: &str, body: &[u8]) -> Result<CheckedMetadata, Meta
     let metadata: Metadata =
         serde_json::from_slice(body).map_err(|e| MetadataError::Invalid(e.to_string()))?;
     let mut warnings = Vec::new();
+    // Q-12 / O-2 (oauth-public -06): byte-for-byte identity; a final '/' is part of the
+    // issuer's spelling and must be the same on both sides.
     if metadata.issuer != issuer {
-        // Q-12: equal after removing one terminating '/' from both is tolerated, with a note.
-        if metadata
-            .issuer
-            .strip_suffix('/')
-            .unwrap_or(&metadata.issuer)
-            == issuer.strip_suffix('/').unwrap_or(issuer)
-        {
-            warnings.push(format!(
-                "issuer differs only by a final '/': '{}' vs '{issuer}'",
-                metadata.issuer
-            ));
-        } else {
-            return Err(MetadataError::IssuerMismatch {
-                expected: issuer.to_owned(),
-                found: metadata.issuer,
-            });
-        }
+        return Err(MetadataError::IssuerMismatch {
+            expected: issuer.to_owned(),
+            found: metadata.issuer,
+        });
     }
     for (name, url) in [
         ("authorization", Some(&metadata.authorization_endpoint)),
@@ -244,8 +250,101 @@ pub fn form_encode(pairs: &[(&str, &str)]) -> String {
         .finish()
 }
 
-/// The authorization request (O-7): response_type code, PKCE S256, state, and `resource`
-/// only when a protected resource is known (the JMAP session URL).
+/// The RFC 8707 resource indicator of a service (O-7): its URL for HTTP services, and for
+/// SASL services a URI naming the host: `imap://HOST` (RFC 5092), `pop://HOST` (RFC 2384),
+/// `smtp://HOST` (submission), `sieve://HOST` (RFC 5804).
+pub fn resource_indicator(kind: ServiceKind, endpoint: &Endpoint) -> String {
+    match endpoint {
+        Endpoint::Url { url } => url.as_str().to_owned(),
+        Endpoint::Host { host, .. } => {
+            let scheme = match kind {
+                ServiceKind::Pop3 => "pop",
+                ServiceKind::Submit => "smtp",
+                ServiceKind::Managesieve => "sieve",
+                _ => "imap",
+            };
+            format!("{scheme}://{host}")
+        }
+    }
+}
+
+/// Whether a token this authorization server issues may be presented to this service (O-15, oauth-public -06). With `protected_resources` in the
+/// metadata, only to what they cover: for HTTP services a component-wise URL match (scheme,
+/// host, port, and the resource's path a prefix of the service's on a segment boundary),
+/// for SASL services a host match. Without it, only hosts in the issuer's registrable
+/// domain. `Err` says why not, for the confirmation and the JSON.
+pub fn covers(meta: &Metadata, endpoint: &Endpoint) -> Result<(), String> {
+    let host = endpoint.host();
+    match &meta.protected_resources {
+        Some(resources) => {
+            let ok = resources.iter().any(|r| match endpoint {
+                Endpoint::Url { url } => url_covers(r, url.as_str()),
+                Endpoint::Host { .. } => resource_host(r).is_some_and(|h| h == host),
+            });
+            if ok {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{host} is not among the authorization server's protected_resources"
+                ))
+            }
+        }
+        None => {
+            let issuer_host = crate::name::url_host(&meta.issuer)
+                .ok_or_else(|| "the issuer has no https host".to_owned())?;
+            if issuer_host.registrable() == host.registrable() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{host} is outside the issuer's domain {} and the authorization server lists no protected_resources",
+                    issuer_host.registrable()
+                ))
+            }
+        }
+    }
+}
+
+/// The host of `scheme://host[:port]/…`, normalised.
+fn resource_host(r: &str) -> Option<crate::name::Domain> {
+    let rest = &r[r.find("://")? + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    crate::name::Domain::parse(host).ok()
+}
+
+/// Component-wise: same scheme, host and port (443 implied), and the resource's path a
+/// prefix of the URL's path on a `/` boundary.
+fn url_covers(resource: &str, url: &str) -> bool {
+    let parse = |u: &str| -> Option<(String, crate::name::Domain, u16, String)> {
+        let (scheme, rest) = u.split_once("://")?;
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(end);
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().ok()?),
+            None => (authority, 443),
+        };
+        let path = if path.is_empty() { "/" } else { path };
+        Some((
+            scheme.to_ascii_lowercase(),
+            crate::name::Domain::parse(host).ok()?,
+            port,
+            path.to_owned(),
+        ))
+    };
+    let (Some(r), Some(u)) = (parse(resource), parse(url)) else {
+        return false;
+    };
+    if r.0 != u.0 || r.1 != u.1 || r.2 != u.2 {
+        return false;
+    }
+    let prefix = r.3.trim_end_matches('/');
+    u.3 == r.3 || u.3 == prefix || u.3.starts_with(&format!("{prefix}/"))
+}
+
+/// The authorization request (O-7): response_type code, PKCE S256, state, and one
+/// `resource` per service the token is for (RFC 8707).
+#[allow(clippy::too_many_arguments)]
 pub fn authorization_url(
     endpoint: &str,
     client_id: &str,
@@ -253,7 +352,7 @@ pub fn authorization_url(
     scope: &str,
     state: &str,
     pkce: &Pkce,
-    resource: Option<&str>,
+    resources: &[String],
 ) -> String {
     let mut pairs = vec![
         ("response_type", "code"),
@@ -264,7 +363,7 @@ pub fn authorization_url(
         ("code_challenge", pkce.challenge.as_str()),
         ("code_challenge_method", "S256"),
     ];
-    if let Some(r) = resource {
+    for r in resources {
         pairs.push(("resource", r));
     }
     // OpenID Connect servers issue a refresh token for offline_access only with consent.
@@ -290,12 +389,63 @@ pub enum RedirectError {
     /// `state` missing or different: a forged or stale redirect.
     #[error("the redirect's state does not match the request (possible CSRF); refused")]
     State,
-    /// RFC 9207: `iss` missing although advertised, or different.
-    #[error("the redirect's iss does not name the issuer (possible mix-up attack); refused")]
-    Issuer,
+    /// RFC 9207: `iss` missing although the server advertises it.
+    #[error("the redirect has no iss although the server promises one (possible mix-up attack); refused")]
+    IssuerMissing,
+    /// RFC 9207: `iss` names another issuer.
+    #[error("the redirect's iss '{found}' is not the issuer (possible mix-up attack); refused")]
+    IssuerMismatch {
+        /// What `iss` said.
+        found: String,
+    },
     /// No `code`.
     #[error("the redirect carries no authorization code")]
     NoCode,
+}
+
+impl RedirectError {
+    /// Stable kind string (the JSON `oauth.kind`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RedirectError::Refused { error, .. } if error == "access_denied" => "access-denied",
+            RedirectError::Refused { error, .. } if error == "invalid_target" => "invalid-target",
+            RedirectError::Refused { .. } => "authorization-refused",
+            RedirectError::State => "state-mismatch",
+            RedirectError::IssuerMissing => "iss-missing",
+            RedirectError::IssuerMismatch { .. } => "iss-mismatch",
+            RedirectError::NoCode => "no-code",
+        }
+    }
+}
+
+/// RFC 9728 protected-resource metadata: the authorization servers a resource accepts
+/// tokens from (`authorization_servers`), for O-14. `Err` when it is not that document.
+pub fn protected_resource_servers(body: &[u8]) -> Result<Vec<String>, String> {
+    #[derive(Deserialize)]
+    struct R {
+        #[serde(default)]
+        authorization_servers: Vec<String>,
+    }
+    let r: R = serde_json::from_slice(body)
+        .map_err(|e| format!("the protected-resource metadata is not valid: {e}"))?;
+    Ok(r.authorization_servers)
+}
+
+/// The issuer an `openid-configuration` URL (RFC 7628 §3.2.2 error responses) names:
+/// the URL without `/.well-known/openid-configuration` (or the RFC 8414 form).
+pub fn issuer_of_configuration_url(url: &str) -> Option<String> {
+    if let Some(i) = url.strip_suffix("/.well-known/openid-configuration") {
+        return Some(i.to_owned());
+    }
+    let (origin, path) = url.split_once("/.well-known/oauth-authorization-server")?;
+    Some(format!("{origin}{path}"))
+}
+
+/// Whether two issuer identifiers name the same server, for comparing what a resource
+/// server says with PACC's issuer (O-14): exact, or equal but for one final `/` (resource
+/// servers spell the issuer their own way; the metadata check itself stays exact, Q-12).
+pub fn same_issuer(a: &str, b: &str) -> bool {
+    a == b || a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
 /// Check the query of the redirect to the loopback listener; return the code.
@@ -314,8 +464,8 @@ pub fn parse_redirect(
         return Err(RedirectError::State);
     }
     match get("iss") {
-        Some(iss) if iss != issuer => return Err(RedirectError::Issuer),
-        None if iss_required => return Err(RedirectError::Issuer),
+        Some(iss) if iss != issuer => return Err(RedirectError::IssuerMismatch { found: iss }),
+        None if iss_required => return Err(RedirectError::IssuerMissing),
         _ => {}
     }
     if let Some(error) = get("error") {
@@ -336,7 +486,7 @@ pub fn token_request(
     redirect_uri: &str,
     client_id: &str,
     pkce: &Pkce,
-    resource: Option<&str>,
+    resources: &[String],
 ) -> Secret {
     let mut pairs = vec![
         ("grant_type", "authorization_code"),
@@ -345,7 +495,7 @@ pub fn token_request(
         ("client_id", client_id),
         ("code_verifier", pkce.verifier.expose()),
     ];
-    if let Some(r) = resource {
+    for r in resources {
         pairs.push(("resource", r));
     }
     Secret::new(form_encode(&pairs))
@@ -375,8 +525,45 @@ pub struct Tokens {
     pub scope: Option<String>,
 }
 
-/// Parse a token endpoint response (RFC 6749 §5).
-pub fn parse_token_response(status: u16, body: &[u8]) -> Result<Tokens, String> {
+/// Why a token response gave no usable token. `kind()` is stable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The token endpoint answered with an OAuth error (RFC 6749 §5.2).
+    #[error("the token endpoint refused: {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Refused {
+        /// `error` (`invalid_grant`, `invalid_target`, …).
+        error: String,
+        /// `error_description`.
+        description: Option<String>,
+    },
+    /// O-12 / O-13: the token is not a Bearer token (a DPoP-bound token cannot be presented
+    /// over IMAP, POP3 or SMTP), or the type is missing.
+    #[error("the token endpoint issued a {} token; pacc uses Bearer tokens only (O-13), so it is not used", found.as_deref().unwrap_or("untyped"))]
+    TokenType {
+        /// What `token_type` said.
+        found: Option<String>,
+    },
+    /// Not a token response.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl TokenError {
+    /// Stable kind string.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TokenError::Refused { error, .. } if error == "invalid_target" => "invalid-target",
+            TokenError::Refused { .. } => "token-refused",
+            TokenError::TokenType { .. } => "token-type",
+            TokenError::Invalid(_) => "token-invalid",
+        }
+    }
+}
+
+/// Parse a token endpoint response (RFC 6749 §5). Only `Bearer` tokens are accepted
+/// (O-12, O-13: checked on every response, the refresh grant's too).
+pub fn parse_token_response(status: u16, body: &[u8]) -> Result<Tokens, TokenError> {
     #[derive(Deserialize)]
     struct R {
         access_token: Option<String>,
@@ -387,23 +574,30 @@ pub fn parse_token_response(status: u16, body: &[u8]) -> Result<Tokens, String> 
         error: Option<String>,
         error_description: Option<String>,
     }
-    let r: R = serde_json::from_slice(body)
-        .map_err(|e| format!("token response (HTTP {status}) is not JSON: {e}"))?;
-    if let Some(e) = r.error {
-        return Err(format!(
-            "token request refused: {e}{}",
-            r.error_description
-                .map(|d| format!(" ({d})"))
-                .unwrap_or_default()
-        ));
+    let r: R = serde_json::from_slice(body).map_err(|e| {
+        TokenError::Invalid(format!("token response (HTTP {status}) is not JSON: {e}"))
+    })?;
+    if let Some(error) = r.error {
+        return Err(TokenError::Refused {
+            error,
+            description: r.error_description,
+        });
     }
     let access_token = r
         .access_token
         .filter(|t| !t.is_empty())
-        .ok_or("token response has no access_token")?;
+        .ok_or_else(|| TokenError::Invalid("token response has no access_token".into()))?;
+    match r.token_type.as_deref() {
+        Some(t) if t.eq_ignore_ascii_case("bearer") => {}
+        other => {
+            return Err(TokenError::TokenType {
+                found: other.map(str::to_owned),
+            });
+        }
+    }
     Ok(Tokens {
         access_token: Secret::new(access_token),
-        token_type: r.token_type.unwrap_or_else(|| "Bearer".into()),
+        token_type: "Bearer".into(),
         expires_in: r.expires_in,
         refresh_token: r.refresh_token.map(Secret::new),
         scope: r.scope,
@@ -467,15 +661,21 @@ mod tests {
         )
         .unwrap();
         assert!(ok.warnings.is_empty());
-        let slash = check_metadata(
-            "https://auth.example.test/",
-            meta("https://auth.example.test").to_string().as_bytes(),
-        )
-        .unwrap();
-        assert_eq!(
-            slash.warnings.len(),
-            1,
-            "Q-12 tolerates one final slash, with a note"
+        // Q-12 (oauth-public -06): exact identity; one final slash is a different issuer.
+        for (configured, served) in [
+            ("https://auth.example.test/", "https://auth.example.test"),
+            ("https://auth.example.test", "https://auth.example.test/"),
+        ] {
+            let e = check_metadata(configured, meta(served).to_string().as_bytes()).unwrap_err();
+            assert!(matches!(e, MetadataError::IssuerMismatch { .. }), "{e}");
+            assert_eq!(e.kind(), "issuer-mismatch");
+        }
+        assert!(
+            check_metadata(
+                "https://auth.example.test/",
+                meta("https://auth.example.test/").to_string().as_bytes()
+            )
+            .is_ok()
         );
         let e = check_metadata(
             "https://auth.example.test",
@@ -521,7 +721,7 @@ mod tests {
             "urn:ietf:params:oauth:scope:mail offline_access",
             "st",
             &pkce,
-            Some("https://jmap.example.test/session"),
+            &["https://jmap.example.test/session".to_owned()],
         );
         assert!(url.starts_with("https://auth.example.test/auth?response_type=code&client_id=cid&redirect_uri=http%3A%2F%2F127.0.0.1%3A4000%2Fcb"));
         assert!(url.contains(
@@ -543,7 +743,7 @@ mod tests {
         );
         assert_eq!(
             parse_redirect("code=abc&state=st", "st", iss, true).unwrap_err(),
-            RedirectError::Issuer
+            RedirectError::IssuerMissing
         );
         assert!(parse_redirect("code=abc&state=st", "st", iss, false).is_ok());
         assert_eq!(
@@ -554,7 +754,9 @@ mod tests {
                 false
             )
             .unwrap_err(),
-            RedirectError::Issuer
+            RedirectError::IssuerMismatch {
+                found: "https://evil.example".into()
+            }
         );
         assert!(matches!(
             parse_redirect("error=access_denied&state=st", "st", iss, false),
@@ -565,7 +767,7 @@ mod tests {
             "http://127.0.0.1:4000/cb",
             "cid",
             &pkce,
-            None,
+            &[],
         );
         assert!(
             body.expose()
@@ -595,7 +797,65 @@ mod tests {
         assert!(
             parse_token_response(400, br#"{"error":"invalid_grant"}"#)
                 .unwrap_err()
+                .to_string()
                 .contains("invalid_grant")
         );
+        assert_eq!(
+            parse_token_response(400, br#"{"error":"invalid_target"}"#)
+                .unwrap_err()
+                .kind(),
+            "invalid-target"
+        );
+        // O-12 / O-13: Bearer only, on every response; a missing type is refused too.
+        for body in [
+            &br#"{"access_token":"at","token_type":"DPoP"}"#[..],
+            br#"{"access_token":"at","token_type":"N_A"}"#,
+            br#"{"access_token":"at"}"#,
+        ] {
+            let e = parse_token_response(200, body).unwrap_err();
+            assert_eq!(e.kind(), "token-type", "{e}");
+        }
+        assert!(parse_token_response(200, br#"{"access_token":"at","token_type":"bearer"}"#).is_ok());
+        // Never ask for DPoP-bound tokens (O-13).
+        assert!(req.get("dpop_bound_access_tokens").is_none());
+    }
+
+    #[test]
+    fn resource_indicators_and_coverage() {
+        use crate::document::{Endpoint, HttpsUrl, ServiceKind, TlsMode};
+        use crate::name::Domain;
+        let host = |h: &str| Endpoint::Host {
+            host: Domain::parse(h).unwrap(),
+            port: 993,
+            tls: TlsMode::Implicit,
+        };
+        let url = |u: &str| Endpoint::Url {
+            url: HttpsUrl::parse(u).unwrap(),
+        };
+        assert_eq!(resource_indicator(ServiceKind::Imap, &host("imap.example.com")), "imap://imap.example.com");
+        assert_eq!(resource_indicator(ServiceKind::Pop3, &host("pop.example.com")), "pop://pop.example.com");
+        assert_eq!(resource_indicator(ServiceKind::Submit, &host("smtp.example.com")), "smtp://smtp.example.com");
+        assert_eq!(resource_indicator(ServiceKind::Managesieve, &host("s.example.com")), "sieve://s.example.com");
+        assert_eq!(
+            resource_indicator(ServiceKind::Caldav, &url("https://dav.example.com/cal/")),
+            "https://dav.example.com/cal/"
+        );
+        let mut m: Metadata = serde_json::from_value(meta("https://auth.example.com/")).unwrap();
+        // Without protected_resources: the issuer's registrable domain only.
+        assert!(covers(&m, &host("imap.example.com")).is_ok());
+        assert!(covers(&m, &host("imap.other.net")).is_err());
+        m.protected_resources = Some(vec![
+            "imap://imap.other.net".into(),
+            "https://dav.example.com/cal".into(),
+        ]);
+        assert!(covers(&m, &host("imap.other.net")).is_ok());
+        assert!(covers(&m, &host("imap.example.com")).is_err(), "only what is listed");
+        assert!(covers(&m, &url("https://dav.example.com/cal/alice/")).is_ok());
+        assert!(covers(&m, &url("https://dav.example.com/calendar/")).is_err(), "segment boundary");
+        m.protected_resources = Some(vec!["https://dav.example.com:8443/cal".into()]);
+        assert!(covers(&m, &url("https://dav.example.com/cal/")).is_err(), "port");
+        m.protected_resources = Some(vec!["https://dav.example.com:443/cal".into()]);
+        assert!(covers(&m, &url("https://dav.example.com/cal/")).is_ok(), "443 is implied");
+        assert!(covers(&m, &url("https://jmap.example.com/cal/")).is_err(), "host");
     }
 }
