@@ -9,7 +9,8 @@
 # timed out (the input is left in fuzz/artifacts/<target>/: add it to
 # fuzz/regressions/<target>/ once fixed). With --record, the table is appended to
 # docs/fuzzing.md. CI runs this with 20 seconds per target; a campaign, e.g.
-# `bash fuzz/run.sh 1800 --record`, runs each target for half an hour.
+# `bash fuzz/run.sh 1800 --record`, runs each target for half an hour. Run a campaign on a
+# tree nobody edits meanwhile (a `git worktree`): each target is rebuilt if sources change.
 set -uo pipefail
 cd "$(dirname "$0")"
 secs="${1:-20}"
@@ -30,7 +31,13 @@ for t in $targets; do
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*')
   units=$(find "corpus/$t" -type f | wc -l)
-  if [ "$rc" -eq 0 ]; then verdict="ok"; else verdict="FOUND (exit $rc; see fuzz/artifacts/$t)"; failed=1; tail -40 "$log"; fi
+  if [ "$rc" -eq 0 ]; then
+    verdict="ok"
+  elif grep -q "failed to build fuzz script" "$log"; then
+    verdict="BUILD FAILED"; failed=1; grep -m5 '^error' "$log"
+  else
+    verdict="FOUND (exit $rc; see fuzz/artifacts/$t)"; failed=1; tail -40 "$log"
+  fi
   printf '%-18s %12s execs  cov %6s  corpus %5s  %s\n' "$t" "${execs:-?}" "${cov:-?}" "$units" "$verdict"
   rows+="| $t | ${secs} s | ${execs:-?} | ${cov:-?} | $units | $verdict |"$'\n'
   rm -f "$log"

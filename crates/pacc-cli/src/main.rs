@@ -68,7 +68,7 @@ Exit codes:
   3  integrity or security failure of the configuration
   4  temporary failure of discovery
   5  no service can be signed in to
-  6  signing in failed for some service (see its class)
+  6  signing in failed for some service, or some service could not be set up (see why)
   7  not confirmed, or the password prompt cancelled with Ctrl-C: nothing was sent";
 
 /// Set up mail, calendar and contacts from an email address, securely (PACC,
@@ -111,17 +111,30 @@ enum Command {
     /// Set up an account: discover, probe, confirm the servers, sign in, and print the
     /// working configuration.
     ///
-    /// Shows every host that would receive your password, grouped by registrable domain, and
-    /// asks before anything is sent (or takes --accept-domains listing exactly those domains).
-    /// The username is the full address. Each service is signed in to once (no retries), and
-    /// failures are classified: credentials, mechanism, account, authorization, temporary,
-    /// transport. When the provider publishes an OAuth issuer, its metadata is checked first,
-    /// the client registers itself once per issuer (the id is kept in
-    /// $PACC_DATA_DIR or ~/.local/share/pacc/clients.json, mode 0600), and one browser sign-in
-    /// (PKCE, loopback redirect) gives the token used for every service that accepts it;
-    /// passwords are used where OAuth is not offered.
+    /// Shows the provider, and every host that would receive a credential grouped by
+    /// registrable domain with its services and the method each will use, and asks before
+    /// anything is sent (or takes --accept-domains listing exactly those domains). The
+    /// username is the full address.
+    ///
+    /// --auth chooses the method: auto (the default) uses OAuth where the service and the
+    /// provider's issuer allow it and the password elsewhere; when the OAuth sign-in fails,
+    /// is refused or cannot run (no browser here, timeout), the services that also take a
+    /// password use it instead, and the output says why. --auth oauth never sends a
+    /// password; --auth password never starts OAuth.
+    ///
+    /// OAuth follows the public-client profile: the issuer's metadata must name exactly
+    /// the configured issuer (no redirects), the client registers itself once per issuer
+    /// (the id is kept in $PACC_DATA_DIR or ~/.local/share/pacc/clients.json, mode 0600),
+    /// and one browser sign-in (PKCE, loopback redirect) gives one Bearer token for every
+    /// service the authorization server covers (its protected_resources, else the issuer's
+    /// own domain); other services get no token.
+    ///
+    /// Each service is signed in to once, and failures are classified: credentials,
+    /// mechanism, account, authorization, temporary, transport. The one retry that exists:
+    /// a token a server rejects is refreshed once and that service tried once more.
     ///
     /// Example: pacc setup alice@example.com
+    /// Example: pacc setup alice@example.com --auth password --accept-domains example.com --password-stdin
     #[command(after_help = SETUP_EXIT_CODES)]
     Setup {
         /// The email address (also the username).
@@ -129,6 +142,10 @@ enum Command {
         /// Non-interactive confirmation: exactly the registrable domains shown, comma-separated.
         #[arg(long, value_name = "DOMAINS", value_delimiter = ',')]
         accept_domains: Option<Vec<String>>,
+        /// How to sign in: auto (OAuth where allowed, else the password; the password also
+        /// when OAuth fails), oauth (OAuth only), password (the password only).
+        #[arg(long, value_name = "METHOD", default_value = "auto", value_parser = ["auto", "oauth", "password"])]
+        auth: String,
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
@@ -364,6 +381,7 @@ fn main() -> ExitCode {
             Command::Setup {
                 email,
                 accept_domains,
+                auth,
                 password_stdin,
                 password_env,
                 no_browser,
@@ -377,6 +395,11 @@ fn main() -> ExitCode {
                 match prepare(&email, &network) {
                     Ok((address, client)) => {
                         let source = setup_cmd::PasswordSource {
+                            policy: match auth.as_str() {
+                                "oauth" => pacc_proto::auth::select::AuthPolicy::Oauth,
+                                "password" => pacc_proto::auth::select::AuthPolicy::Password,
+                                _ => pacc_proto::auth::select::AuthPolicy::Auto,
+                            },
                             stdin: password_stdin,
                             env: password_env,
                             no_browser,

@@ -1,25 +1,34 @@
 //! `pacc setup`: discover → probe → choose → confirm → sign in → the account description.
-
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
-
-use pacc::Client;
-use pacc::signin::{Credentials, Validation, ValidationOutcome};
-use pacc_proto::auth::Secret;
-use pacc_proto::auth::gate::ConfirmationRequest;
-use pacc_proto::auth::select::{Choice, Decision, Method, choose};
-use pacc_proto::discovery::Method as Source;
-use pacc_proto::document::Endpoint;
-use pacc_proto::name::EmailAddress;
-use serde::Serialize;
+//!
+//! The method per service follows `--auth` (A-1 … A-3, O-14, O-15): in `auto`, a failed,
+//! refused or impossible OAuth leg falls back to the password for the services that also
+//! take one, and the output says why. Nothing is sent before the confirmation (SEC-1).
 
 use std::cell::RefCell;
-use std::time::Instant;
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::time::{Duration, Instant};
+
+use pacc::Client;
+use pacc::oauth::OAuthError;
+use pacc::signin::{Credentials, Validation, ValidationOutcome};
+use pacc_proto::auth::Secret;
+use pacc_proto::auth::gate::{ConfirmationRequest, GateError};
+use pacc_proto::auth::login::FailureClass;
+use pacc_proto::auth::oauth::{Metadata, resource_indicator, same_issuer};
+use pacc_proto::auth::select::{AuthPolicy, Choice, Decision, Method, OAuth, choose};
+use pacc_proto::discovery::Method as Source;
+use pacc_proto::document::{Config, Endpoint, ServiceKind};
+use pacc_proto::name::{EmailAddress, escape_for_terminal};
+use pacc_proto::probe::{Offered, ProbeStatus, ServiceProbe};
+use serde::Serialize;
 
 use crate::output::{DiscoverOutput, JSON_VERSION, Phases, ms_since};
 use crate::{exit, report_error};
 
 /// Where the password comes from, and how the OAuth browser step runs.
 pub struct PasswordSource {
+    /// `--auth`.
+    pub policy: AuthPolicy,
     /// Read one line from standard input.
     pub stdin: bool,
     /// Read it from this environment variable.
@@ -27,32 +36,98 @@ pub struct PasswordSource {
     /// Print the authorization URL instead of opening a browser.
     pub no_browser: bool,
     /// How long to wait for the browser sign-in.
-    pub browser_wait: std::time::Duration,
+    pub browser_wait: Duration,
     /// Print tokens in the output.
     pub show_secrets: bool,
     /// Write the tokens to this file (mode 0600).
     pub token_file: Option<std::path::PathBuf>,
 }
 
-#[derive(Serialize)]
-struct OAuthOut<'a> {
-    issuer: &'a str,
-    client_id: String,
-    scope: String,
+impl PasswordSource {
+    /// A password can be had without asking anyone.
+    fn non_interactive(&self) -> bool {
+        self.stdin || self.env.is_some()
+    }
+}
+
+/// What happened with OAuth, for the JSON `oauth` object (stable `status` and `kind`).
+#[derive(Serialize, Default)]
+struct OAuthOut {
+    issuer: String,
+    /// `ok`, `failed` or `not-used`.
+    status: &'static str,
+    /// Why not `ok`: `metadata-unavailable`, `issuer-mismatch`, `registration-refused`,
+    /// `access-denied`, `state-mismatch`, `iss-missing`, `iss-mismatch`, `browser-timeout`,
+    /// `no-browser`, `token-refused`, `token-type`, `invalid-target`, …
     #[serde(skip_serializing_if = "Option::is_none")]
-    access_token: Option<&'a str>,
+    kind: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    refresh_token: Option<&'a str>,
+    message: Option<String>,
+    /// The authorization server's own `error_description`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    resources: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+}
+
+impl OAuthOut {
+    fn failed(
+        issuer: &str,
+        kind: &'static str,
+        message: String,
+        description: Option<String>,
+    ) -> Self {
+        OAuthOut {
+            issuer: issuer.to_owned(),
+            status: "failed",
+            kind: Some(kind),
+            message: Some(message),
+            description,
+            ..Default::default()
+        }
+    }
+
+    fn from_error(issuer: &str, e: &OAuthError) -> Self {
+        OAuthOut::failed(
+            issuer,
+            e.kind(),
+            e.to_string(),
+            e.description().map(str::to_owned),
+        )
+    }
 }
 
 #[derive(Serialize)]
 struct Account<'a> {
-    service: pacc_proto::document::ServiceKind,
+    service: ServiceKind,
     #[serde(flatten)]
     endpoint: &'a Endpoint,
     username: &'a str,
     #[serde(flatten)]
     method: &'a Method,
+}
+
+/// A service that is not set up, and why (unreachable, no usable method, refused…).
+#[derive(Serialize, Clone)]
+struct NotSetUp {
+    service: ServiceKind,
+    target: String,
+    reason: String,
+}
+
+/// A service that uses the password because the OAuth leg did not work.
+#[derive(Serialize, Clone)]
+struct Fallback {
+    service: ServiceKind,
+    reason: String,
 }
 
 #[derive(Serialize)]
@@ -66,8 +141,11 @@ struct SetupOutput<'a> {
     choices: &'a [Choice],
     validations: &'a [Validation],
     accounts: Vec<Account<'a>>,
+    not_set_up: Vec<NotSetUp>,
+    #[serde(skip_serializing_if = "<[Fallback]>::is_empty")]
+    fallbacks: &'a [Fallback],
     #[serde(skip_serializing_if = "Option::is_none")]
-    oauth: Option<&'a OAuthOut<'a>>,
+    oauth: Option<&'a OAuthOut>,
     phases: &'a Phases,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -128,7 +206,7 @@ fn write_tokens(
     path: &std::path::Path,
     tokens: &pacc_proto::auth::oauth::Tokens,
 ) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let v = serde_json::json!({
         "access_token": tokens.access_token.expose(),
         "token_type": tokens.token_type,
@@ -142,11 +220,63 @@ fn write_tokens(
         .truncate(true)
         .mode(0o600)
         .open(path)?;
+    // An existing file keeps its mode on open: make it 0600 before writing a secret.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     f.write_all(
         serde_json::to_string_pretty(&v)
             .unwrap_or_default()
             .as_bytes(),
     )
+}
+
+/// Whether a browser can be opened here: a display, and `xdg-open` to open it with.
+fn browser_available() -> bool {
+    let display = std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty())
+        || std::env::var_os("WAYLAND_DISPLAY").is_some_and(|d| !d.is_empty());
+    display
+        && std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("xdg-open").is_file()))
+}
+
+/// O-14: HTTP services whose `WWW-Authenticate` points to RFC 9728 metadata naming other
+/// authorization servers than the provider's issuer get no token.
+async fn issuer_conflicts(
+    client: &Client,
+    probes: &[ServiceProbe],
+    issuer: &str,
+    deadline: std::time::Instant,
+) -> Vec<(ServiceKind, String)> {
+    let mut out = Vec::new();
+    for p in probes {
+        let ProbeStatus::Reachable {
+            offered: Offered::Http(h),
+            ..
+        } = &p.status
+        else {
+            continue;
+        };
+        let Some(url) = h
+            .challenges
+            .iter()
+            .filter(|c| c.is("Bearer") || c.is("DPoP"))
+            .find_map(|c| c.param("resource_metadata"))
+        else {
+            continue;
+        };
+        if let Ok(servers) = client.resource_authorization_servers(url, deadline).await
+            && !servers.is_empty()
+            && !servers.iter().any(|s| same_issuer(s, issuer))
+        {
+            out.push((
+                p.service,
+                format!(
+                    "the server accepts tokens from {} (RFC 9728), not from the provider's issuer {issuer}",
+                    servers.join(", ")
+                ),
+            ));
+        }
+    }
+    out
 }
 
 /// Run the setup; returns the exit code.
@@ -178,40 +308,67 @@ pub async fn run(
     let t = Instant::now();
     let probes = client.probe(config, deadline, &|_| {}).await;
     phases.borrow_mut().probe_ms = Some(ms_since(t));
-    let oauth_started = Instant::now();
+
     // A-1: OAuth only with usable metadata, checked before anything is confirmed or opened.
+    let oauth_started = Instant::now();
     let issuer = config
         .authentication
         .as_ref()
         .and_then(|a| a.oauth_public.as_ref())
         .map(|o| o.issuer.clone());
-    let metadata = match &issuer {
-        Some(iss) => match client.oauth_metadata(iss, deadline).await {
-            Ok(m) => Some(m.metadata),
-            Err(e) => {
-                eprint(&format!("OAuth is not used: {e}\n"));
-                None
+    let mut oauth_out: Option<OAuthOut> = None;
+    let mut metadata: Option<Metadata> = None;
+    let mut conflicts = Vec::new();
+    if let Some(iss) = &issuer {
+        if password.policy == AuthPolicy::Password {
+            oauth_out = Some(OAuthOut {
+                issuer: iss.clone(),
+                status: "not-used",
+                message: Some("--auth password".into()),
+                ..Default::default()
+            });
+        } else {
+            match client.oauth_metadata(iss, deadline).await {
+                Ok(m) => {
+                    conflicts = issuer_conflicts(client, &probes, iss, deadline).await;
+                    metadata = Some(m.metadata);
+                }
+                Err(e) => {
+                    if !json {
+                        eprint(&format!(
+                            "OAuth cannot be used: {}\n",
+                            escape_for_terminal(&e.to_string())
+                        ));
+                    }
+                    oauth_out = Some(OAuthOut::from_error(iss, &e));
+                }
             }
-        },
-        None => None,
-    };
+        }
+    }
     let mut oauth_ms = issuer.as_ref().map(|_| ms_since(oauth_started));
-    let choices = choose(config, &probes, metadata.is_some(), false);
-    let uses_oauth = choices
-        .iter()
-        .any(|c| matches!(c.decision, Decision::Use(Method::Oauth { .. })));
-    let uses_password = choices
-        .iter()
-        .any(|c| matches!(c.decision, Decision::Use(Method::Password { .. })));
-    let used: Vec<&Choice> = choices
-        .iter()
-        .filter(|c| matches!(c.decision, Decision::Use(_)))
-        .collect();
+    let unusable_reason = oauth_out
+        .as_ref()
+        .and_then(|o| o.message.clone())
+        .unwrap_or_default();
+    let readiness = match (&issuer, &metadata) {
+        (None, _) => OAuth::NoIssuer,
+        (Some(_), Some(m)) => OAuth::Ready {
+            metadata: m,
+            refused: &conflicts,
+        },
+        (Some(_), None) => OAuth::Unusable(&unusable_reason),
+    };
+    let mut choices = choose(config, &probes, readiness, password.policy);
+    let provider = config.provider_name();
+    let used_count = choices.iter().filter(|c| c.method().is_some()).count();
+    let mut fallbacks: Vec<Fallback> = Vec::new();
     let print = |ok: bool,
                  confirmation: Option<&ConfirmationRequest>,
+                 choices: &[Choice],
                  validations: &[Validation],
+                 fallbacks: &[Fallback],
                  error: Option<String>,
-                 oauth: Option<&OAuthOut<'_>>| {
+                 oauth: Option<&OAuthOut>| {
         let accounts = validations
             .iter()
             .filter(|v| v.is_ok())
@@ -230,9 +387,11 @@ pub async fn run(
             address: address.as_str(),
             discovery: &discovery,
             confirmation,
-            choices: &choices,
+            choices,
             validations,
             accounts,
+            not_set_up: not_set_up(choices, validations, error.is_some()),
+            fallbacks,
             oauth,
             phases: &Phases {
                 total_ms: ms_since(started),
@@ -242,17 +401,26 @@ pub async fn run(
         };
         println!("{}", serde_json::to_string_pretty(&o).unwrap_or_default());
     };
-    if used.is_empty() {
-        let msg = "no service can be signed in to (see the choices)".to_owned();
+    if used_count == 0 {
+        let msg = "no service can be signed in to (see why for each)".to_owned();
         if json {
-            print(false, None, &[], Some(msg), None);
+            print(
+                false,
+                None,
+                &choices,
+                &[],
+                &[],
+                Some(msg),
+                oauth_out.as_ref(),
+            );
         } else {
             for c in &choices {
                 if let Decision::Skip { skipped } = &c.decision {
                     println!(
-                        "{:<12} {:<40} skipped: {skipped}",
+                        "{:<12} {:<40} not set up: {}",
                         c.service.label(),
-                        c.target
+                        escape_for_terminal(&c.target),
+                        escape_for_terminal(skipped)
                     );
                 }
             }
@@ -260,7 +428,8 @@ pub async fn run(
         }
         return exit::SERVICE_UNUSABLE;
     }
-    // SEC-1 / MX-9: show every host that would receive the credential, then confirm.
+
+    // SEC-1 / MX-9: show every host that would receive a credential, then confirm.
     let source = match (&verified.method, &verified.mx) {
         (Source::MxFallback, Some(mx)) => format!(
             "the MX fallback ({}), MTA-STS policy {}",
@@ -273,6 +442,7 @@ pub async fn run(
         .as_ref()
         .map(|m| m.mx_domains())
         .unwrap_or_default();
+    let uses_oauth = choices.iter().any(Choice::uses_oauth);
     // SEC-1: the OAuth issuer and its endpoints' hosts are shown too.
     let oauth_hosts: Vec<pacc_proto::name::Domain> = match (&metadata, uses_oauth) {
         (Some(m), true) => [
@@ -288,10 +458,15 @@ pub async fn run(
         _ => Vec::new(),
     };
     let request = ConfirmationRequest::new(
-        used.iter().map(|c| c.host.clone()).chain(oauth_hosts),
+        choices
+            .iter()
+            .filter(|c| c.method().is_some())
+            .map(|c| c.host.clone())
+            .chain(oauth_hosts),
         source,
         mx_domains,
-    );
+    )
+    .with_plan(provider, &choices);
     let confirmed = match accept_domains {
         Some(list) => request.accept_domains(list),
         None if std::io::stdin().is_terminal() && !json => {
@@ -299,8 +474,12 @@ pub async fn run(
             eprint("Sign in to these servers? [y/N] ");
             let asked = Instant::now();
             let mut answer = String::new();
-            let _ = std::io::stdin().lock().read_line(&mut answer);
+            let read = std::io::stdin().lock().read_line(&mut answer);
             deadline += asked.elapsed();
+            if matches!(read, Ok(0)) {
+                // End of input (Ctrl-D): end the prompt's line.
+                eprint("\n");
+            }
             request.confirm(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
         }
         None => {
@@ -313,9 +492,11 @@ pub async fn run(
                 print(
                     false,
                     Some(&request),
+                    &choices,
+                    &[],
                     &[],
                     Some("not confirmed".into()),
-                    None,
+                    oauth_out.as_ref(),
                 );
             }
             return exit::NOT_CONFIRMED;
@@ -325,7 +506,18 @@ pub async fn run(
         Ok(c) => c,
         Err(e) => {
             if json {
-                print(false, Some(&request), &[], Some(e.to_string()), None);
+                print(
+                    false,
+                    Some(&request),
+                    &choices,
+                    &[],
+                    &[],
+                    Some(e.to_string()),
+                    oauth_out.as_ref(),
+                );
+            } else if e == GateError::Declined {
+                // Declining is an ordinary outcome: one line, no error prefix.
+                eprint("Not confirmed; nothing was sent.\n");
             } else {
                 eprint(&request.display());
                 let _ = report_error(&e.to_string());
@@ -333,66 +525,84 @@ pub async fn run(
             return exit::NOT_CONFIRMED;
         }
     };
+
+    // The OAuth leg.
     let mut credentials = Credentials::default();
-    let mut oauth_out = None;
+    let mut refresh: Option<(String, Secret)> = None;
     if uses_oauth {
         let (Some(meta), Some(iss)) = (&metadata, &issuer) else {
             return report_error("internal: OAuth chosen without metadata");
         };
         let scope = pacc_proto::auth::select::scopes(&choices, &meta.scopes_supported).join(" ");
-        // O-7: `resource` is the JMAP session URL when JMAP uses the token.
-        let resource = choices
+        // O-7: one resource indicator per service the token is for.
+        let resources: Vec<String> = choices
             .iter()
-            .find(|c| {
-                c.service == pacc_proto::document::ServiceKind::Jmap
-                    && matches!(c.decision, Decision::Use(Method::Oauth { .. }))
-            })
-            .map(|c| c.target.clone());
-        let no_browser = password.no_browser;
-        let open = move |url: &str| {
-            if no_browser {
-                eprint(&format!("Open this URL in a browser to sign in:\n{url}\n"));
-            } else {
-                eprint(&format!(
-                    "Opening the browser to sign in (or open this URL):\n{url}\n"
-                ));
-                let _ = std::process::Command::new("xdg-open")
-                    .arg(url)
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .spawn();
-            }
+            .filter(|c| c.uses_oauth())
+            .filter_map(|c| config.protocols.get(c.service))
+            .map(|s| resource_indicator(s.kind, &s.endpoint))
+            .collect();
+        let can_open = !password.no_browser && browser_available();
+        let fallback_ready = password.policy == AuthPolicy::Auto
+            && password.non_interactive()
+            && choices
+                .iter()
+                .any(|c| c.uses_oauth() && c.fallback.is_some());
+        let result = if !can_open && !password.no_browser && fallback_ready {
+            // Never wait silently: no browser can be opened here, and a password was given.
+            let msg = "no browser can be opened here (no display or no xdg-open); \
+                       use --no-browser to sign in from another device"
+                .to_owned();
+            Err(OAuthOut::failed(iss, "no-browser", msg, None))
+        } else {
+            let no_browser = password.no_browser;
+            let open = move |url: &str| {
+                if can_open {
+                    eprint(&format!(
+                        "Opening the browser to sign in (or open this URL):\n{url}\n"
+                    ));
+                    let _ = std::process::Command::new("xdg-open")
+                        .arg(url)
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .spawn();
+                } else if no_browser {
+                    eprint(&format!("Open this URL in a browser to sign in:\n{url}\n"));
+                } else {
+                    eprint(&format!(
+                        "No browser can be opened here. Open this URL in a browser on any device to sign in:\n{url}\n"
+                    ));
+                }
+            };
+            let store = pacc::oauth::ClientStore::default_location();
+            let t = Instant::now();
+            let result = client
+                .oauth_authorize(
+                    meta,
+                    &confirmed,
+                    &scope,
+                    &resources,
+                    &store,
+                    &open,
+                    password.browser_wait,
+                    deadline,
+                )
+                .await;
+            // The browser wait is outside the deadline; the exchanges around it are OAuth.
+            let waited = match &result {
+                Ok(a) => a.browser_wait,
+                Err(OAuthError::Timeout(w)) => *w,
+                Err(_) => Duration::ZERO,
+            };
+            deadline += waited;
+            phases.borrow_mut().browser_ms =
+                Some(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX));
+            *oauth_ms.get_or_insert(0) +=
+                ms_since(t).saturating_sub(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX));
+            result.map_err(|e| OAuthOut::from_error(iss, &e))
         };
-        let store = pacc::oauth::ClientStore::default_location();
-        let t = Instant::now();
-        let result = client
-            .oauth_authorize(
-                meta,
-                &confirmed,
-                &scope,
-                resource.as_deref(),
-                &store,
-                &open,
-                password.browser_wait,
-                deadline,
-            )
-            .await;
-        // The browser wait is outside the deadline; the exchanges around it are OAuth time.
-        let waited = match &result {
-            Ok(a) => a.browser_wait,
-            Err(pacc::oauth::OAuthError::Timeout(w)) => *w,
-            Err(_) => std::time::Duration::ZERO,
-        };
-        deadline += waited;
-        phases.borrow_mut().browser_ms =
-            Some(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX));
-        *oauth_ms.get_or_insert(0) +=
-            ms_since(t).saturating_sub(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX));
-        phases.borrow_mut().oauth_ms = oauth_ms;
         match result {
-            Ok(pacc::oauth::Authorized {
-                tokens, client_id, ..
-            }) => {
+            Ok(authorized) => {
+                let tokens = authorized.tokens;
                 if let Some((path, Err(e))) = password
                     .token_file
                     .as_ref()
@@ -400,55 +610,78 @@ pub async fn run(
                 {
                     return report_error(&format!("cannot write {}: {e}", path.display()));
                 }
-                oauth_out = Some((
-                    iss.clone(),
-                    client_id,
-                    scope,
-                    tokens.access_token.clone(),
-                    tokens.refresh_token.clone(),
-                ));
+                oauth_out = Some(OAuthOut {
+                    issuer: iss.clone(),
+                    status: "ok",
+                    client_id: Some(authorized.client_id.clone()),
+                    scope: Some(tokens.scope.clone().unwrap_or(scope)),
+                    resources: authorized.resources,
+                    access_token: password
+                        .show_secrets
+                        .then(|| tokens.access_token.expose().to_owned()),
+                    refresh_token: if password.show_secrets {
+                        tokens.refresh_token.as_ref().map(|r| r.expose().to_owned())
+                    } else {
+                        None
+                    },
+                    ..Default::default()
+                });
+                if let Some(r) = tokens.refresh_token {
+                    refresh = Some((authorized.client_id, r));
+                }
                 credentials.token = Some(tokens.access_token);
             }
-            Err(e) => {
-                let _ = report_error(&format!("OAuth sign-in failed: {e}"));
-                if !uses_password {
-                    return exit::SIGN_IN_FAILED;
+            Err(out) => {
+                let why = format!(
+                    "OAuth sign-in failed ({}): {}",
+                    out.kind.unwrap_or("failed"),
+                    out.message.as_deref().unwrap_or("")
+                );
+                if !json {
+                    eprint(&format!("{}\n", escape_for_terminal(&why)));
                 }
+                // In auto, services that also take a password use it instead.
+                for c in &mut choices {
+                    if c.uses_oauth()
+                        && let Some(f) = c.fallback.take()
+                    {
+                        c.decision = Decision::Use(f);
+                        fallbacks.push(Fallback {
+                            service: c.service,
+                            reason: why.clone(),
+                        });
+                    }
+                }
+                if !fallbacks.is_empty() && !json {
+                    let names: Vec<&str> = fallbacks.iter().map(|f| f.service.label()).collect();
+                    eprint(&format!(
+                        "Using the password instead for: {}\n",
+                        names.join(", ")
+                    ));
+                }
+                oauth_out = Some(out);
             }
         }
     }
     phases.borrow_mut().oauth_ms = oauth_ms;
-    if uses_password {
+    if choices.iter().any(Choice::uses_password) {
         let asked = Instant::now();
         let read = read_password(password);
-        if !password.stdin && password.env.is_none() {
+        if !password.non_interactive() {
             deadline += asked.elapsed();
         }
         match read {
             Ok(p) => credentials.password = Some(p),
             Err(PasswordError::Cancelled) => {
-                eprint("Cancelled; nothing was sent.");
+                eprint("Cancelled; nothing was sent.\n");
                 return exit::NOT_CONFIRMED;
             }
             Err(PasswordError::Other(e)) => return report_error(&e),
         }
     }
-    let oauth_json = oauth_out.as_ref().map(|(iss, id, scope, at, rt)| OAuthOut {
-        issuer: iss,
-        client_id: id.clone(),
-        scope: scope.clone(),
-        access_token: password.show_secrets.then(|| at.expose()),
-        refresh_token: if password.show_secrets {
-            rt.as_ref().map(|r| r.expose())
-        } else {
-            None
-        },
-    });
     if !json {
-        eprint(&format!(
-            "Signing in to {} service(s) as {address}…\n",
-            used.len()
-        ));
+        let n = choices.iter().filter(|c| c.method().is_some()).count();
+        eprint(&format!("Signing in to {n} service(s) as {address}…\n"));
     }
     let signing = Instant::now();
     let mut validations = client
@@ -461,15 +694,32 @@ pub async fn run(
             deadline,
         )
         .await;
-    // O-12 / V-4: a rejected token is refreshed once and those services retried once.
+    // O-14: a server whose OAUTHBEARER failure names another issuer is not sent a token
+    // again; O-12 / V-4: any other rejected token is refreshed once and retried once.
+    let pacc_issuer = issuer.clone().unwrap_or_default();
+    for v in &mut validations {
+        if let (Some(expected), ValidationOutcome::Failed { message, .. }) =
+            (&v.expected_issuer, &mut v.outcome)
+            && !same_issuer(expected, &pacc_issuer)
+        {
+            *message = format!(
+                "{message} — the server expects tokens from {expected}, not from the provider's issuer {pacc_issuer}; no token is sent to it again"
+            );
+        }
+    }
     let token_rejected: Vec<Choice> = validations
         .iter()
         .filter(|v| matches!(v.method, Method::Oauth { .. }))
         .filter(|v| {
+            v.expected_issuer
+                .as_deref()
+                .is_none_or(|e| same_issuer(e, &pacc_issuer))
+        })
+        .filter(|v| {
             matches!(
                 &v.outcome,
                 ValidationOutcome::Failed {
-                    class: pacc_proto::auth::login::FailureClass::Credentials,
+                    class: FailureClass::Credentials,
                     ..
                 }
             )
@@ -477,7 +727,7 @@ pub async fn run(
         .filter_map(|v| choices.iter().find(|c| c.service == v.service).cloned())
         .collect();
     if !token_rejected.is_empty()
-        && let Some((_, client_id, _, _, Some(refresh))) = &oauth_out
+        && let Some((client_id, refresh)) = &refresh
         && let Some(meta) = &metadata
         && let Ok(fresh) = client
             .oauth_refresh(meta, &confirmed, client_id, refresh, deadline)
@@ -504,73 +754,128 @@ pub async fn run(
         }
     }
     phases.borrow_mut().sign_in_ms = Some(ms_since(signing));
-    let ok = validations.iter().all(Validation::is_ok);
+    let skipped_any = choices.iter().any(|c| c.method().is_none());
+    let ok = validations.iter().all(Validation::is_ok) && !skipped_any;
     if json {
-        print(ok, Some(&request), &validations, None, oauth_json.as_ref());
-    } else {
-        println!(
-            "Account for {address} ({})",
-            config.provider_name().unwrap_or(address.domain().as_str())
+        print(
+            ok,
+            Some(&request),
+            &choices,
+            &validations,
+            &fallbacks,
+            None,
+            oauth_out.as_ref(),
         );
-        for v in &validations {
-            let (mech, what) = match &v.method {
-                Method::Password { mechanism } => (mechanism.as_str(), "password"),
-                Method::Oauth { mechanism } => (mechanism.as_str(), "OAuth"),
-            };
-            let endpoint = config.protocols.get(v.service).map(|s| match &s.endpoint {
-                Endpoint::Host { host, port, tls } => format!("{host}:{port} {tls}"),
-                Endpoint::Url { url } => url.to_string(),
-            });
-            match &v.outcome {
-                ValidationOutcome::Ok => println!(
-                    "  ok     {:<12} {}  {what} via {mech}, username {address}",
-                    v.service.label(),
-                    endpoint.unwrap_or_default()
-                ),
-                ValidationOutcome::Failed { class, message } => {
-                    let advice = match class {
-                        pacc_proto::auth::login::FailureClass::Credentials => {
-                            "check the password; it was not retried"
-                        }
-                        pacc_proto::auth::login::FailureClass::Mechanism => {
-                            "the server refused the sign-in method"
-                        }
-                        pacc_proto::auth::login::FailureClass::Account => {
-                            "the account needs attention on the provider's website"
-                        }
-                        pacc_proto::auth::login::FailureClass::Authorization => {
-                            "the account may not use this service"
-                        }
-                        pacc_proto::auth::login::FailureClass::Temporary => "try again later",
-                        pacc_proto::auth::login::FailureClass::Transport => "check the network",
-                    };
-                    println!(
-                        "  FAILED {:<12} {}  {} [{}] — {advice}",
-                        v.service.label(),
-                        v.target,
-                        message,
-                        serde_json::to_value(class)
-                            .ok()
-                            .and_then(|c| c.as_str().map(str::to_owned))
-                            .unwrap_or_default()
-                    );
-                }
-                ValidationOutcome::NotSent { reason } => println!(
-                    "  -      {:<12} {}  not sent: {reason}",
-                    v.service.label(),
-                    v.target
-                ),
-            }
-        }
-        for c in &choices {
-            if let Decision::Skip { skipped } = &c.decision {
-                println!(
-                    "  -      {:<12} {}  skipped: {skipped}",
-                    c.service.label(),
-                    c.target
-                );
-            }
-        }
+    } else {
+        print_human(address, config, &choices, &validations, &fallbacks);
     }
     if ok { exit::OK } else { exit::SIGN_IN_FAILED }
+}
+
+/// Every service that did not end signed in, with the reason.
+fn not_set_up(choices: &[Choice], validations: &[Validation], nothing_sent: bool) -> Vec<NotSetUp> {
+    let mut out = Vec::new();
+    for c in choices {
+        let reason = match (
+            &c.decision,
+            validations.iter().find(|v| v.service == c.service),
+        ) {
+            (Decision::Skip { skipped }, _) => Some(skipped.clone()),
+            (Decision::Use(_), Some(v)) => match &v.outcome {
+                ValidationOutcome::Ok => None,
+                ValidationOutcome::Failed { class, message } => Some(format!(
+                    "sign-in failed [{}]: {message}",
+                    serde_json::to_value(class)
+                        .ok()
+                        .and_then(|c| c.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                )),
+                ValidationOutcome::NotSent { reason } => Some(format!("not sent: {reason}")),
+            },
+            (Decision::Use(_), None) if nothing_sent => Some("nothing was sent".into()),
+            (Decision::Use(_), None) => Some("not signed in".into()),
+        };
+        if let Some(reason) = reason {
+            out.push(NotSetUp {
+                service: c.service,
+                target: c.target.clone(),
+                reason,
+            });
+        }
+    }
+    out
+}
+
+#[allow(clippy::print_stdout)]
+fn print_human(
+    address: &EmailAddress,
+    config: &Config,
+    choices: &[Choice],
+    validations: &[Validation],
+    fallbacks: &[Fallback],
+) {
+    println!(
+        "Account for {address} ({})",
+        escape_for_terminal(config.provider_name().unwrap_or(address.domain().as_str()))
+    );
+    for v in validations {
+        let (mech, what) = match &v.method {
+            Method::Password { mechanism } => (mechanism.as_str(), "password"),
+            Method::Oauth { mechanism } => (mechanism.as_str(), "OAuth"),
+        };
+        let endpoint = config.protocols.get(v.service).map(|s| match &s.endpoint {
+            Endpoint::Host { host, port, tls } => format!("{host}:{port} {tls}"),
+            Endpoint::Url { url } => url.to_string(),
+        });
+        let fell_back = if fallbacks.iter().any(|f| f.service == v.service) {
+            " (OAuth did not work)"
+        } else {
+            ""
+        };
+        match &v.outcome {
+            ValidationOutcome::Ok => println!(
+                "  ok     {:<12} {}  {what} via {mech}{fell_back}, username {address}",
+                v.service.label(),
+                escape_for_terminal(&endpoint.unwrap_or_default())
+            ),
+            ValidationOutcome::Failed { class, message } => {
+                let advice = match class {
+                    FailureClass::Credentials => "check the password; it was not retried",
+                    FailureClass::Mechanism => "the server refused the sign-in method",
+                    FailureClass::Account => {
+                        "the account needs attention on the provider's website"
+                    }
+                    FailureClass::Authorization => "the account may not use this service",
+                    FailureClass::Temporary => "try again later",
+                    FailureClass::Transport => "check the network",
+                };
+                println!(
+                    "  FAILED {:<12} {}  {} [{}] — {advice}",
+                    v.service.label(),
+                    escape_for_terminal(&v.target),
+                    escape_for_terminal(message),
+                    serde_json::to_value(class)
+                        .ok()
+                        .and_then(|c| c.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                );
+            }
+            ValidationOutcome::NotSent { reason } => println!(
+                "  -      {:<12} {}  not sent: {}",
+                v.service.label(),
+                escape_for_terminal(&v.target),
+                escape_for_terminal(reason)
+            ),
+        }
+    }
+    for c in choices {
+        if let Decision::Skip { skipped } = &c.decision {
+            println!(
+                "  -      {:<12} {}  not set up: {}",
+                c.service.label(),
+                escape_for_terminal(&c.target),
+                escape_for_terminal(skipped)
+            );
+        }
+    }
 }

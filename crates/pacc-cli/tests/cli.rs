@@ -928,7 +928,8 @@ async fn setup_interactively_on_a_terminal() {
 async fn the_timeout_bounds_the_whole_command() {
     use pacc_testbed::{CertKind, ScriptStep, ScriptedServer};
     let tb = Testbed::start().await.unwrap();
-    let doc = br#"{"protocols":{"imap":{"host":"imap.slow.test"}},"authentication":{"password":true}}"#;
+    let doc =
+        br#"{"protocols":{"imap":{"host":"imap.slow.test"}},"authentication":{"password":true}}"#;
     let _s = tb
         .https_host(
             &["ua-auto-config.slow.test"],
@@ -939,7 +940,9 @@ async fn the_timeout_bounds_the_whole_command() {
         )
         .await
         .unwrap();
-    tb.publish_txt("slow.test", &sha256_record(doc)).await.unwrap();
+    tb.publish_txt("slow.test", &sha256_record(doc))
+        .await
+        .unwrap();
     let imap = ScriptedServer::start(
         &tb.ca,
         &["imap.slow.test"],
@@ -977,18 +980,32 @@ async fn the_timeout_bounds_the_whole_command() {
         let took = started.elapsed();
         assert!(took <= limit, "{cmd:?} took {took:?} with --timeout 2");
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{cmd:?}: {e}: {stdout}"));
+        let v: Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{cmd:?}: {e}: {stdout}"));
         let phases = &v["phases"];
-        assert!(phases["discovery_ms"].as_u64().unwrap() >= 1000, "{cmd:?}: {phases}");
-        assert!(phases["probe_ms"].as_u64().unwrap() <= 1200, "{cmd:?}: {phases}");
-        assert!(phases["total_ms"].as_u64().unwrap() <= 2600, "{cmd:?}: {phases}");
+        assert!(
+            phases["discovery_ms"].as_u64().unwrap() >= 1000,
+            "{cmd:?}: {phases}"
+        );
+        assert!(
+            phases["probe_ms"].as_u64().unwrap() <= 1200,
+            "{cmd:?}: {phases}"
+        );
+        assert!(
+            phases["total_ms"].as_u64().unwrap() <= 2600,
+            "{cmd:?}: {phases}"
+        );
     }
 }
 
 /// #11 (3): an address with a line break never gets as far as DNS.
 #[tokio::test]
 async fn addresses_with_control_characters_are_usage_errors() {
-    for bad in ["alice@\r\nexample.test", "alice@example.test\n", "alice@ example.test"] {
+    for bad in [
+        "alice@\r\nexample.test",
+        "alice@example.test\n",
+        "alice@ example.test",
+    ] {
         let out = pacc(&["discover", bad, "--dns", "127.0.0.1:9", "--timeout", "1"]).await;
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
         let err = String::from_utf8_lossy(&out.stderr);

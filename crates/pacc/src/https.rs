@@ -441,6 +441,18 @@ pub(crate) async fn exchange(
         })?;
     let response = http_step(&h, "response", step, sender.send_request(req)).await?;
     let status = response.status().as_u16();
+    // O-2 (oauth-public -06): OAuth exchanges never follow a redirect.
+    if (300..400).contains(&status) {
+        return Err(FetchError::Redirect {
+            url: url.to_owned(),
+            status,
+            location: response
+                .headers()
+                .get(hyper::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        });
+    }
     let out = read_capped(response.into_body(), step, &h, url, None).await?;
     Ok((status, out))
 }

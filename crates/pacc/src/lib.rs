@@ -348,6 +348,22 @@ impl Client {
         oauth::metadata(&ctx, issuer, Instant::from_std(deadline)).await
     }
 
+    /// The authorization servers an HTTP resource accepts tokens from, from the RFC 9728
+    /// metadata its `WWW-Authenticate` challenge pointed to (`resource_metadata`), by
+    /// `deadline` (O-14). No credential is sent; redirects are not followed.
+    pub async fn resource_authorization_servers(
+        &self,
+        metadata_url: &str,
+        deadline: std::time::Instant,
+    ) -> Result<Vec<String>, String> {
+        let ctx = self.ctx();
+        match https::exchange(&ctx, "GET", metadata_url, None, Instant::from_std(deadline)).await {
+            Ok((200, body)) => pacc_proto::auth::oauth::protected_resource_servers(&body),
+            Ok((status, _)) => Err(format!("{metadata_url} answered HTTP {status}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     fn ctx(&self) -> https::FetchContext<'_> {
         https::FetchContext {
             dns: &self.dns,
@@ -369,7 +385,7 @@ impl Client {
         metadata: &pacc_proto::auth::oauth::Metadata,
         confirmed: &pacc_proto::auth::gate::Confirmed,
         scope: &str,
-        resource: Option<&str>,
+        resources: &[String],
         store: &oauth::ClientStore,
         open: oauth::OpenUrl<'_>,
         wait: Duration,
@@ -386,7 +402,7 @@ impl Client {
             metadata,
             confirmed,
             scope,
-            resource,
+            resources,
             store,
             &mut random,
             open,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use pacc_proto::auth::Secret;
 use pacc_proto::auth::gate::Confirmed;
 use pacc_proto::auth::oauth::{
-    self, CheckedMetadata, Metadata, MetadataError, RedirectError, Tokens,
+    self, CheckedMetadata, Metadata, MetadataError, RedirectError, TokenError, Tokens,
 };
 use pacc_proto::auth::pkce::{self, Pkce};
 use pacc_proto::fetch::FetchError;
@@ -51,9 +51,12 @@ pub enum OAuthError {
     /// The browser step did not finish in time.
     #[error("no sign-in arrived at the loopback listener within {0:?}")]
     Timeout(Duration),
-    /// The token endpoint refused.
+    /// The token endpoint refused, or issued something pacc does not use (O-13).
     #[error("{0}")]
-    Token(String),
+    Token(TokenError),
+    /// The token endpoint could not be reached.
+    #[error("the token endpoint could not be reached: {0}")]
+    TokenEndpoint(FetchError),
     /// The client-id store could not be used.
     #[error("client id store {path}: {error}")]
     Store {
@@ -65,6 +68,33 @@ pub enum OAuthError {
     /// The loopback listener could not be opened.
     #[error("loopback listener: {0}")]
     Listener(std::io::Error),
+}
+
+impl OAuthError {
+    /// Stable kind string: the JSON `oauth.kind` of `pacc setup`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OAuthError::Fetch(_) => "metadata-unavailable",
+            OAuthError::Metadata(e) => e.kind(),
+            OAuthError::NotConfirmed(_) => "not-confirmed",
+            OAuthError::Registration(_) => "registration-refused",
+            OAuthError::Redirect(e) => e.kind(),
+            OAuthError::Timeout(_) => "browser-timeout",
+            OAuthError::Token(e) => e.kind(),
+            OAuthError::TokenEndpoint(_) => "token-endpoint-unreachable",
+            OAuthError::Store { .. } => "client-store",
+            OAuthError::Listener(_) => "loopback-listener",
+        }
+    }
+
+    /// The authorization server's own `error_description`, where it gave one.
+    pub fn description(&self) -> Option<&str> {
+        match self {
+            OAuthError::Redirect(RedirectError::Refused { description, .. })
+            | OAuthError::Token(TokenError::Refused { description, .. }) => description.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 /// One metadata URL tried, and why it did not give metadata.
@@ -231,6 +261,8 @@ pub struct Authorized {
     pub client_id: String,
     /// From opening the URL to the redirect's arrival.
     pub browser_wait: Duration,
+    /// The resource indicators the token was requested for (O-7).
+    pub resources: Vec<String>,
 }
 
 /// What the browser step needs from the caller: open (or print) the URL.
@@ -239,13 +271,17 @@ pub type OpenUrl<'a> = &'a (dyn Fn(&str) + Sync);
 /// Run the authorization-code flow and return tokens. Registration and the token exchange
 /// must finish by `deadline`, extended by exactly the time spent waiting for the browser
 /// (at most `wait`): the browser wait is the one addition to the caller's deadline.
+///
+/// `resources` are the RFC 8707 indicators of every service the token is for (O-7). If the
+/// server refuses them with `invalid_target`, the request is made once more with only the
+/// HTTP ones (`http_resources`), and `Authorized::resources` says what was granted.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn authorize(
     ctx: &FetchContext<'_>,
     meta: &Metadata,
     confirmed: &Confirmed,
     scope: &str,
-    resource: Option<&str>,
+    resources: &[String],
     store: &ClientStore,
     random: &mut dyn FnMut(&mut [u8]),
     open: OpenUrl<'_>,
@@ -275,6 +311,7 @@ pub(crate) async fn authorize(
             let reg = meta.registration_endpoint.as_ref().ok_or_else(|| {
                 OAuthError::Registration("the server offers no dynamic client registration".into())
             })?;
+            // O-13: never `dpop_bound_access_tokens` (Bearer throughout).
             let body = oauth::registration_request(
                 &[format!("http://127.0.0.1{CALLBACK}")],
                 scope,
@@ -300,43 +337,67 @@ pub(crate) async fn authorize(
             id
         }
     };
-    let mut verifier = [0u8; 32];
-    random(&mut verifier);
-    let mut state_bytes = [0u8; 16];
-    random(&mut state_bytes);
-    let pkce = Pkce::from_random(&verifier);
-    let state = pkce::state(&state_bytes);
-    let url = oauth::authorization_url(
-        &meta.authorization_endpoint,
-        &client_id,
-        &redirect_uri,
-        scope,
-        &state,
-        &pkce,
-        resource,
-    );
-    open(&url);
-    let waiting = Instant::now();
-    let query = tokio::time::timeout_at(waiting + wait, wait_for_redirect(&listener))
-        .await
-        .map_err(|_| OAuthError::Timeout(wait))?
-        .map_err(OAuthError::Listener)?;
-    let browser_wait = waiting.elapsed();
-    let deadline = deadline + browser_wait;
-    let code = oauth::parse_redirect(
-        &query,
-        &state,
-        &meta.issuer,
-        meta.authorization_response_iss_parameter_supported,
-    )
-    .map_err(OAuthError::Redirect)?;
-    let body = oauth::token_request(&code, &redirect_uri, &client_id, &pkce, resource);
-    let tokens = token_post(ctx, meta, &body, deadline).await?;
-    Ok(Authorized {
-        tokens,
-        client_id,
-        browser_wait,
-    })
+    let mut granted: Vec<String> = resources.to_vec();
+    let mut browser_wait = Duration::ZERO;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let mut verifier = [0u8; 32];
+        random(&mut verifier);
+        let mut state_bytes = [0u8; 16];
+        random(&mut state_bytes);
+        let pkce = Pkce::from_random(&verifier);
+        let state = pkce::state(&state_bytes);
+        let url = oauth::authorization_url(
+            &meta.authorization_endpoint,
+            &client_id,
+            &redirect_uri,
+            scope,
+            &state,
+            &pkce,
+            &granted,
+        );
+        open(&url);
+        let waiting = Instant::now();
+        let check = |query: &str| {
+            oauth::parse_redirect(
+                query,
+                &state,
+                &meta.issuer,
+                meta.authorization_response_iss_parameter_supported,
+            )
+        };
+        let remaining = wait.saturating_sub(browser_wait);
+        let outcome =
+            tokio::time::timeout_at(waiting + remaining, wait_for_redirect(&listener, &check))
+                .await;
+        browser_wait += waiting.elapsed();
+        let code = match outcome {
+            Err(_) => return Err(OAuthError::Timeout(wait)),
+            Ok(Err(e)) => return Err(OAuthError::Listener(e)),
+            // O-7: a server that rejects the SASL resource indicators gets one more request
+            // with only the HTTP services' URLs.
+            Ok(Ok(Err(RedirectError::Refused { error, .. })))
+                if error == "invalid_target"
+                    && attempts == 1
+                    && granted.iter().any(|r| !r.starts_with("https://")) =>
+            {
+                granted.retain(|r| r.starts_with("https://"));
+                continue;
+            }
+            Ok(Ok(Err(e))) => return Err(OAuthError::Redirect(e)),
+            Ok(Ok(Ok(code))) => code,
+        };
+        let deadline = deadline + browser_wait;
+        let body = oauth::token_request(&code, &redirect_uri, &client_id, &pkce, &granted);
+        let tokens = token_post(ctx, meta, &body, deadline).await?;
+        return Ok(Authorized {
+            tokens,
+            client_id,
+            browser_wait,
+            resources: granted,
+        });
+    }
 }
 
 /// O-11: a new access token from the refresh token.
@@ -371,13 +432,18 @@ async fn token_post(
         deadline,
     )
     .await
-    .map_err(|e| OAuthError::Token(e.to_string()))?;
+    .map_err(OAuthError::TokenEndpoint)?;
     oauth::parse_token_response(status, &resp).map_err(OAuthError::Token)
 }
 
-/// Accept connections on the loopback listener until one brings `GET /callback?…`; answer it
-/// with a short page and return its query. Other requests (a favicon) get 404.
-async fn wait_for_redirect(listener: &TcpListener) -> std::io::Result<String> {
+/// Accept connections on the loopback listener until one brings `GET /callback?…`; check
+/// it with `check` and answer with a page that tells the truth (signed in only when `state`
+/// and `iss` verified; otherwise what went wrong, and that nothing was sent). Other
+/// requests (a favicon) get 404. Returns the check's verdict.
+async fn wait_for_redirect(
+    listener: &TcpListener,
+    check: &dyn Fn(&str) -> Result<Secret, RedirectError>,
+) -> std::io::Result<Result<Secret, RedirectError>> {
     loop {
         let (mut s, _) = listener.accept().await?;
         let mut buf = Vec::new();
@@ -400,14 +466,36 @@ async fn wait_for_redirect(listener: &TcpListener) -> std::io::Result<String> {
             .unwrap_or("")
             .to_owned();
         if let Some(query) = target.strip_prefix(&format!("{CALLBACK}?")) {
-            let page = "<!doctype html><title>pacc</title><p>Signed in. You can close this window and return to pacc.</p>";
+            let verdict = check(query);
+            let (status, page) = match &verdict {
+                Ok(_) => (
+                    "200 OK",
+                    "<p>Signed in. pacc is finishing the setup; you can close this window.</p>"
+                        .to_owned(),
+                ),
+                Err(e) => (
+                    "400 Bad Request",
+                    format!(
+                        "<p>Sign-in was not completed: {}.</p><p>Nothing was sent to your mail servers. Return to pacc.</p>",
+                        html_escape(&e.to_string())
+                    ),
+                ),
+            };
+            let page = format!("<!doctype html><meta charset=utf-8><title>pacc</title>{page}");
             let _ = s
-                .write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}", page.len()).as_bytes())
+                .write_all(format!("HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{page}", page.len()).as_bytes())
                 .await;
-            return Ok(query.to_owned());
+            return Ok(verdict);
         }
         let _ = s
             .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             .await;
     }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

@@ -31,6 +31,10 @@ pub struct Validation {
     pub outcome: ValidationOutcome,
     /// How long it took.
     pub elapsed_ms: u64,
+    /// For a refused token: the issuer the server said it expects (RFC 7628 §3.2.2
+    /// `openid-configuration`, O-14), when it named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_issuer: Option<String>,
 }
 
 /// Signed in, refused by the server (with a class), or not attempted.
@@ -120,6 +124,7 @@ async fn sign_in_one(
         method: method.clone(),
         outcome,
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        expected_issuer: None,
     };
     // SEC-1: the library refuses any host the user did not confirm, whatever the caller does.
     if !confirmed.allows(&choice.host) {
@@ -175,14 +180,22 @@ async fn sign_in_one(
                     });
                 }
             };
-            match run_dialogue(ctx, &mut login, host, *port, *tls, deadline).await {
+            let result = run_dialogue(ctx, &mut login, host, *port, *tls, deadline).await;
+            let expected_issuer = login
+                .openid_configuration()
+                .and_then(pacc_proto::auth::oauth::issuer_of_configuration_url);
+            let with_hint = |mut v: Validation| {
+                v.expected_issuer = expected_issuer.clone();
+                v
+            };
+            match result {
                 Ok(_) => match login.result() {
                     Ok(LoginOutcome::Ok) => done(ValidationOutcome::Ok),
                     Ok(LoginOutcome::Failed { class, server_text }) => {
-                        done(ValidationOutcome::Failed {
+                        with_hint(done(ValidationOutcome::Failed {
                             class,
                             message: server_text,
-                        })
+                        }))
                     }
                     Err(e) => done(failed(ProbeError::Protocol(e))),
                 },

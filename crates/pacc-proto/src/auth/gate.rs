@@ -179,7 +179,13 @@ impl ConfirmationRequest {
                         p.method
                     );
                     if let Some(why) = &p.no_token {
-                        let _ = writeln!(s, "      {:<40} {:<12} no token: {}", "", "", crate::name::escape_for_terminal(why));
+                        let _ = writeln!(
+                            s,
+                            "      {:<40} {:<12} no token: {}",
+                            "",
+                            "",
+                            crate::name::escape_for_terminal(why)
+                        );
                     }
                 }
             }

@@ -729,14 +729,21 @@ mod tests {
         );
         let _ = run(
             &mut l,
-            &["220 hi", "250-x", "250 AUTH OAUTHBEARER", &format!("334 {challenge}"), "535 5.7.8 no"],
+            &[
+                "220 hi",
+                "250-x",
+                "250 AUTH OAUTHBEARER",
+                &format!("334 {challenge}"),
+                "535 5.7.8 no",
+            ],
         );
         assert_eq!(
             l.openid_configuration(),
             Some("https://other.example/.well-known/openid-configuration")
         );
         assert_eq!(
-            crate::auth::oauth::issuer_of_configuration_url(l.openid_configuration().unwrap()).as_deref(),
+            crate::auth::oauth::issuer_of_configuration_url(l.openid_configuration().unwrap())
+                .as_deref(),
             Some("https://other.example")
         );
     }

@@ -390,7 +390,9 @@ pub enum RedirectError {
     #[error("the redirect's state does not match the request (possible CSRF); refused")]
     State,
     /// RFC 9207: `iss` missing although the server advertises it.
-    #[error("the redirect has no iss although the server promises one (possible mix-up attack); refused")]
+    #[error(
+        "the redirect has no iss although the server promises one (possible mix-up attack); refused"
+    )]
     IssuerMissing,
     /// RFC 9207: `iss` names another issuer.
     #[error("the redirect's iss '{found}' is not the issuer (possible mix-up attack); refused")]
@@ -815,7 +817,9 @@ mod tests {
             let e = parse_token_response(200, body).unwrap_err();
             assert_eq!(e.kind(), "token-type", "{e}");
         }
-        assert!(parse_token_response(200, br#"{"access_token":"at","token_type":"bearer"}"#).is_ok());
+        assert!(
+            parse_token_response(200, br#"{"access_token":"at","token_type":"bearer"}"#).is_ok()
+        );
         // Never ask for DPoP-bound tokens (O-13).
         assert!(req.get("dpop_bound_access_tokens").is_none());
     }
@@ -832,10 +836,22 @@ mod tests {
         let url = |u: &str| Endpoint::Url {
             url: HttpsUrl::parse(u).unwrap(),
         };
-        assert_eq!(resource_indicator(ServiceKind::Imap, &host("imap.example.com")), "imap://imap.example.com");
-        assert_eq!(resource_indicator(ServiceKind::Pop3, &host("pop.example.com")), "pop://pop.example.com");
-        assert_eq!(resource_indicator(ServiceKind::Submit, &host("smtp.example.com")), "smtp://smtp.example.com");
-        assert_eq!(resource_indicator(ServiceKind::Managesieve, &host("s.example.com")), "sieve://s.example.com");
+        assert_eq!(
+            resource_indicator(ServiceKind::Imap, &host("imap.example.com")),
+            "imap://imap.example.com"
+        );
+        assert_eq!(
+            resource_indicator(ServiceKind::Pop3, &host("pop.example.com")),
+            "pop://pop.example.com"
+        );
+        assert_eq!(
+            resource_indicator(ServiceKind::Submit, &host("smtp.example.com")),
+            "smtp://smtp.example.com"
+        );
+        assert_eq!(
+            resource_indicator(ServiceKind::Managesieve, &host("s.example.com")),
+            "sieve://s.example.com"
+        );
         assert_eq!(
             resource_indicator(ServiceKind::Caldav, &url("https://dav.example.com/cal/")),
             "https://dav.example.com/cal/"
@@ -849,13 +865,28 @@ mod tests {
             "https://dav.example.com/cal".into(),
         ]);
         assert!(covers(&m, &host("imap.other.net")).is_ok());
-        assert!(covers(&m, &host("imap.example.com")).is_err(), "only what is listed");
+        assert!(
+            covers(&m, &host("imap.example.com")).is_err(),
+            "only what is listed"
+        );
         assert!(covers(&m, &url("https://dav.example.com/cal/alice/")).is_ok());
-        assert!(covers(&m, &url("https://dav.example.com/calendar/")).is_err(), "segment boundary");
+        assert!(
+            covers(&m, &url("https://dav.example.com/calendar/")).is_err(),
+            "segment boundary"
+        );
         m.protected_resources = Some(vec!["https://dav.example.com:8443/cal".into()]);
-        assert!(covers(&m, &url("https://dav.example.com/cal/")).is_err(), "port");
+        assert!(
+            covers(&m, &url("https://dav.example.com/cal/")).is_err(),
+            "port"
+        );
         m.protected_resources = Some(vec!["https://dav.example.com:443/cal".into()]);
-        assert!(covers(&m, &url("https://dav.example.com/cal/")).is_ok(), "443 is implied");
-        assert!(covers(&m, &url("https://jmap.example.com/cal/")).is_err(), "host");
+        assert!(
+            covers(&m, &url("https://dav.example.com/cal/")).is_ok(),
+            "443 is implied"
+        );
+        assert!(
+            covers(&m, &url("https://jmap.example.com/cal/")).is_err(),
+            "host"
+        );
     }
 }

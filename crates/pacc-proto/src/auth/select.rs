@@ -197,7 +197,9 @@ pub fn choose(
         let token_blocked: Option<String> = match (&token, oauth) {
             (None, _) => None,
             (Some(_), OAuth::NoIssuer) => Some("the provider publishes no OAuth issuer".into()),
-            (Some(_), OAuth::Unusable(why)) => Some(format!("the OAuth issuer cannot be used: {why}")),
+            (Some(_), OAuth::Unusable(why)) => {
+                Some(format!("the OAuth issuer cannot be used: {why}"))
+            }
             (Some(_), OAuth::Ready { metadata, refused }) => refused
                 .iter()
                 .find(|(k, _)| *k == svc.kind)
@@ -417,7 +419,9 @@ mod tests {
         // --auth password: the password wherever the server takes one.
         let c = choose(&both, &probes, ready, AuthPolicy::Password);
         assert!(c[0].uses_password() && c[1].uses_password());
-        assert!(matches!(&c[2].decision, Decision::Skip { skipped } if skipped.starts_with("--auth password")));
+        assert!(
+            matches!(&c[2].decision, Decision::Skip { skipped } if skipped.starts_with("--auth password"))
+        );
         // --auth oauth: POP3 (no token mechanism) is skipped.
         let c = choose(&both, &probes, ready, AuthPolicy::Oauth);
         assert!(c[0].uses_oauth() && c[2].uses_oauth());
@@ -434,7 +438,12 @@ mod tests {
             AuthPolicy::Auto,
         );
         assert!(c[0].uses_password(), "{:?}", c[0]);
-        assert!(c[0].no_token.as_deref().unwrap().contains("protected_resources"));
+        assert!(
+            c[0].no_token
+                .as_deref()
+                .unwrap()
+                .contains("protected_resources")
+        );
         assert!(c[2].uses_oauth());
         // Without protected_resources: the issuer's registrable domain (a.example) only.
         let bare = meta(None);
@@ -460,7 +469,9 @@ mod tests {
             },
             AuthPolicy::Auto,
         );
-        assert!(matches!(&c[2].decision, Decision::Skip { skipped } if skipped.contains("names another issuer")));
+        assert!(
+            matches!(&c[2].decision, Decision::Skip { skipped } if skipped.contains("names another issuer"))
+        );
         // Metadata unusable: no OAuth at all; CardDAV (Bearer only) is skipped.
         let c = choose(&both, &probes, OAuth::Unusable("down"), AuthPolicy::Auto);
         assert_eq!(

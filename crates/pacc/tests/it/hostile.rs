@@ -1158,6 +1158,8 @@ async fn sign_in_case(
         decision: Decision::Use(Method::Password {
             mechanism: mechanism.into(),
         }),
+        fallback: None,
+        no_token: None,
     };
     let request = ConfirmationRequest::new([h], "test".into(), Vec::new());
     let confirmed = request.accept_domains(&["creds.test".to_owned()]).unwrap();
@@ -1290,12 +1292,20 @@ async fn noncanonical_base64_digest_is_accepted_and_check_warns() {
     let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let idx = alphabet.find(&head[head.len() - 1..]).unwrap();
     assert_eq!(idx & 3, 0);
-    let odd = format!("{}{}{tail}", &head[..head.len() - 1], &alphabet[idx | 1..=idx | 1]);
+    let odd = format!(
+        "{}{}{tail}",
+        &head[..head.len() - 1],
+        &alphabet[idx | 1..=idx | 1]
+    );
     assert_ne!(odd, canonical);
     tb.publish_txt(d, &odd).await.unwrap();
     let c = client_at(&tb, tb.dns_addr(), Duration::from_secs(5));
     let (r, _) = discover_timed(&c, d).await;
-    assert!(r.outcome.is_ok(), "the client accepts it: {:?}", r.outcome.err());
+    assert!(
+        r.outcome.is_ok(),
+        "the client accepts it: {:?}",
+        r.outcome.err()
+    );
     let findings = check(&r, None, None);
     assert!(
         findings
@@ -1332,7 +1342,10 @@ async fn oauth_metadata_errors_name_every_url_tried() {
         .unwrap();
     let started = Instant::now();
     let e = c
-        .oauth_metadata("https://auth.drip.test", c.deadline().min(std::time::Instant::now() + DEADLINE))
+        .oauth_metadata(
+            "https://auth.drip.test",
+            c.deadline().min(std::time::Instant::now() + DEADLINE),
+        )
         .await
         .unwrap_err();
     within(started.elapsed(), DEADLINE);

@@ -11,7 +11,7 @@ use pacc::oauth::{ClientStore, OAuthError};
 use pacc::signin::{Credentials, ValidationOutcome};
 use pacc_proto::auth::gate::ConfirmationRequest;
 use pacc_proto::auth::oauth::{MetadataError, RedirectError};
-use pacc_proto::auth::select::{Decision, Method, choose, scopes};
+use pacc_proto::auth::select::{AuthPolicy, Decision, Method, OAuth, choose, scopes};
 use pacc_proto::document::Config;
 use pacc_proto::name::Domain;
 use pacc_testbed::peers::{self, AuthServer, Dovecot, Postfix};
@@ -71,7 +71,15 @@ async fn one_grant_for_every_service_client_reused_and_refresh() {
         .oauth_metadata(ISSUER, client.deadline())
         .await
         .expect("metadata");
-    let choices = choose(&w.config, &probes, true, false);
+    let choices = choose(
+        &w.config,
+        &probes,
+        OAuth::Ready {
+            metadata: &meta.metadata,
+            refused: &[],
+        },
+        AuthPolicy::Auto,
+    );
     for c in &choices {
         assert!(
             matches!(&c.decision, Decision::Use(Method::Oauth { mechanism }) if mechanism == "OAUTHBEARER"),
@@ -111,7 +119,7 @@ async fn one_grant_for_every_service_client_reused_and_refresh() {
             &meta.metadata,
             &confirmed,
             &scope,
-            None,
+            &[],
             &store,
             &open,
             Duration::from_secs(20),
@@ -171,7 +179,7 @@ async fn one_grant_for_every_service_client_reused_and_refresh() {
             &meta.metadata,
             &confirmed,
             &scope,
-            None,
+            &[],
             &store,
             &open,
             Duration::from_secs(20),
@@ -323,7 +331,7 @@ async fn forged_redirects_and_mismatched_issuers_are_refused() {
             &meta.metadata,
             &confirmed,
             "urn:ietf:params:oauth:scope:mail",
-            None,
+            &[],
             &store,
             &open_forged,
             Duration::from_secs(10),
@@ -370,7 +378,7 @@ async fn forged_redirects_and_mismatched_issuers_are_refused() {
             &meta.metadata,
             &other,
             "urn:ietf:params:oauth:scope:mail",
-            None,
+            &[],
             &store,
             &never,
             Duration::from_secs(5),
@@ -399,11 +407,19 @@ async fn an_expired_token_is_refused_and_a_refreshed_one_works() {
         .config;
     let client = client_with(&tb, Duration::from_secs(20));
     let probes = client.probe(&config, client.deadline(), &|_| {}).await;
-    let choices = choose(&config, &probes, true, false);
     let meta = client
         .oauth_metadata(ISSUER, client.deadline())
         .await
         .unwrap();
+    let choices = choose(
+        &config,
+        &probes,
+        OAuth::Ready {
+            metadata: &meta.metadata,
+            refused: &[],
+        },
+        AuthPolicy::Auto,
+    );
     let confirmed = ConfirmationRequest::new(
         [
             Domain::parse("imap.example.test").unwrap(),
@@ -432,7 +448,7 @@ async fn an_expired_token_is_refused_and_a_refreshed_one_works() {
             &meta.metadata,
             &confirmed,
             "urn:ietf:params:oauth:scope:mail offline_access",
-            None,
+            &[],
             &store,
             &open,
             Duration::from_secs(20),

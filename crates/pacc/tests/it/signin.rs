@@ -7,7 +7,7 @@ use pacc::signin::{Credentials, ValidationOutcome};
 use pacc_proto::auth::Secret;
 use pacc_proto::auth::gate::ConfirmationRequest;
 use pacc_proto::auth::login::FailureClass;
-use pacc_proto::auth::select::{Decision, Method, choose};
+use pacc_proto::auth::select::{AuthPolicy, Decision, Method, OAuth, choose};
 use pacc_proto::document::{Config, ServiceKind};
 use pacc_proto::name::Domain;
 use pacc_testbed::Testbed;
@@ -63,7 +63,7 @@ async fn password_setup_of_every_service_and_wrong_passwords() {
     let Some(p) = peers().await else { return };
     let client = client_with(&p.tb, Duration::from_secs(30));
     let probes = client.probe(&p.config, client.deadline(), &|_| {}).await;
-    let choices = choose(&p.config, &probes, false, false);
+    let choices = choose(&p.config, &probes, OAuth::NoIssuer, AuthPolicy::Auto);
     assert!(
         choices
             .iter()
@@ -166,7 +166,7 @@ async fn nothing_is_sent_to_unconfirmed_hosts_or_without_confirmation() {
     let Some(p) = peers().await else { return };
     let client = client_with(&p.tb, Duration::from_secs(20));
     let probes = client.probe(&p.config, client.deadline(), &|_| {}).await;
-    let choices = choose(&p.config, &probes, false, false);
+    let choices = choose(&p.config, &probes, OAuth::NoIssuer, AuthPolicy::Auto);
     let request = ConfirmationRequest::new(
         choices.iter().map(|c| c.host.clone()),
         "test".into(),
@@ -222,7 +222,7 @@ async fn an_unadvertised_mechanism_is_a_mechanism_failure() {
     let Some(p) = peers().await else { return };
     let client = client_with(&p.tb, Duration::from_secs(20));
     let probes = client.probe(&p.config, client.deadline(), &|_| {}).await;
-    let mut choices = choose(&p.config, &probes, false, false);
+    let mut choices = choose(&p.config, &probes, OAuth::NoIssuer, AuthPolicy::Auto);
     choices.retain(|c| c.service == ServiceKind::Imap);
     choices[0].decision = Decision::Use(Method::Password {
         mechanism: "CRAM-MD5".into(),
@@ -266,7 +266,7 @@ async fn an_expired_account_is_the_account_class() {
     let Some(p) = peers().await else { return };
     let client = client_with(&p.tb, Duration::from_secs(20));
     let probes = client.probe(&p.config, client.deadline(), &|_| {}).await;
-    let mut choices = choose(&p.config, &probes, false, false);
+    let mut choices = choose(&p.config, &probes, OAuth::NoIssuer, AuthPolicy::Auto);
     choices.retain(|c| c.service == ServiceKind::Imap);
     let confirmed = ConfirmationRequest::new([choices[0].host.clone()], "t".into(), vec![])
         .confirm(true)
@@ -301,7 +301,7 @@ async fn a_password_with_a_line_break_reaches_no_server() {
     let Some(p) = peers().await else { return };
     let client = client_with(&p.tb, Duration::from_secs(30));
     let probes = client.probe(&p.config, client.deadline(), &|_| {}).await;
-    let choices = choose(&p.config, &probes, false, false);
+    let choices = choose(&p.config, &probes, OAuth::NoIssuer, AuthPolicy::Auto);
     let request = ConfirmationRequest::new(
         choices.iter().map(|c| c.host.clone()),
         "test".into(),
@@ -311,7 +311,11 @@ async fn a_password_with_a_line_break_reaches_no_server() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let log_path = p.dovecot.dir().join("dovecot.log");
     let before = std::fs::read_to_string(&log_path).unwrap_or_default().len();
-    for bad in ["alice-secret\r\nQUIT", "alice-secret\nDELE 1", "alice\0secret"] {
+    for bad in [
+        "alice-secret\r\nQUIT",
+        "alice-secret\nDELE 1",
+        "alice\0secret",
+    ] {
         let creds = Credentials {
             password: Some(Secret::new(bad)),
             token: None,
