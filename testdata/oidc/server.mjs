@@ -4,7 +4,11 @@
 //
 // Environment: ISSUER, HOST, PORT, TLS_CERT, TLS_KEY (PEM files), PUBKEY_OUT (where the
 // token-signing public key is written, PEM), USERS (JSON object address -> password),
-// ACCESS_TTL (seconds). Logs one line per token issued to stdout.
+// ACCESS_TTL (seconds); optionally PROTECTED_RESOURCES (a JSON array published as the
+// metadata's `protected_resources`, oauth-public -06) and TOKEN_TYPE (rewrites `token_type`
+// in every token response, e.g. `DPoP`, to test clients that must refuse it). Signing in as
+// `deny@example.test` makes the server answer `access_denied`. Logs one line per token
+// issued to stdout.
 import Provider from 'oidc-provider';
 import https from 'node:https';
 import fs from 'node:fs';
@@ -22,7 +26,10 @@ if (process.env.PUBKEY_OUT) {
   fs.writeFileSync(process.env.PUBKEY_OUT, publicKey.export({ type: 'spki', format: 'pem' }));
 }
 
+const protectedResources = process.env.PROTECTED_RESOURCES ? JSON.parse(process.env.PROTECTED_RESOURCES) : undefined;
+
 const provider = new Provider(issuer, {
+  ...(protectedResources ? { discovery: { protected_resources: protectedResources } } : {}),
   jwks: { keys: [signingKey] },
   cookies: { keys: [crypto.randomBytes(16).toString('hex')] },
   scopes: ['openid', 'offline_access', ...SCOPES],
@@ -34,7 +41,9 @@ const provider = new Provider(issuer, {
     revocation: { enabled: true },
     resourceIndicators: {
       enabled: true,
-      defaultResource: () => 'https://mail.example.test/',
+      // One token for every mail service (A-4): a grant for several resources yields the
+      // token of the first when the token request names none; all share one audience.
+      defaultResource: (ctx, client, oneOf) => (Array.isArray(oneOf) && oneOf.length ? oneOf[0] : 'https://mail.example.test/'),
       useGrantedResource: () => true,
       getResourceServerInfo: () => ({
         scope: SCOPES.join(' '),
@@ -62,6 +71,20 @@ const form = (uid, message) => `<!doctype html><title>Sign in</title><p>${messag
 
 const server = https.createServer({ cert: fs.readFileSync(process.env.TLS_CERT), key: fs.readFileSync(process.env.TLS_KEY), minVersion: 'TLSv1.2' }, async (req, res) => {
   const m = req.url.match(/^\/interaction\/([\w-]+)$/);
+  if (process.env.TOKEN_TYPE && req.url.startsWith('/token')) {
+    const end = res.end.bind(res);
+    res.end = (chunk, ...rest) => {
+      try {
+        const j = JSON.parse(chunk.toString());
+        if (j.token_type) {
+          j.token_type = process.env.TOKEN_TYPE;
+          chunk = JSON.stringify(j);
+          res.setHeader('content-length', Buffer.byteLength(chunk));
+        }
+      } catch {}
+      return end(chunk, ...rest);
+    };
+  }
   if (!m) return callback(req, res);
   try {
     const details = await provider.interactionDetails(req, res);
@@ -82,6 +105,9 @@ const server = https.createServer({ cert: fs.readFileSync(process.env.TLS_CERT),
     for await (const chunk of req) body += chunk;
     const fields = new URLSearchParams(body);
     const login = fields.get('login');
+    if (login === 'deny@example.test') {
+      return await provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'the user declined the request' }, { mergeWithLastSubmission: false });
+    }
     if (!(login in users) || users[login] !== fields.get('password')) {
       res.statusCode = 401;
       res.setHeader('content-type', 'text/html');

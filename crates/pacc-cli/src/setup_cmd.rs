@@ -334,12 +334,11 @@ pub async fn run(
                     metadata = Some(m.metadata);
                 }
                 Err(e) => {
-                    if !json {
-                        eprint(&format!(
-                            "OAuth cannot be used: {}\n",
-                            escape_for_terminal(&e.to_string())
-                        ));
-                    }
+                    // Diagnostics go to stderr also with --json (stdout is the JSON).
+                    eprint(&format!(
+                        "OAuth cannot be used: {}\n",
+                        escape_for_terminal(&e.to_string())
+                    ));
                     oauth_out = Some(OAuthOut::from_error(iss, &e));
                 }
             }
@@ -547,13 +546,10 @@ pub async fn run(
             && choices
                 .iter()
                 .any(|c| c.uses_oauth() && c.fallback.is_some());
-        let result = if !can_open && !password.no_browser && fallback_ready {
-            // Never wait silently: no browser can be opened here, and a password was given.
-            let msg = "no browser can be opened here (no display or no xdg-open); \
-                       use --no-browser to sign in from another device"
-                .to_owned();
-            Err(OAuthOut::failed(iss, "no-browser", msg, None))
-        } else {
+        // Never wait silently: where no browser can be opened and a password was given, the
+        // URL is printed and the password used at once instead of waiting for a sign-in.
+        let dont_wait = !can_open && !password.no_browser && fallback_ready;
+        let result = {
             let no_browser = password.no_browser;
             let open = move |url: &str| {
                 if can_open {
@@ -567,6 +563,10 @@ pub async fn run(
                         .spawn();
                 } else if no_browser {
                     eprint(&format!("Open this URL in a browser to sign in:\n{url}\n"));
+                } else if dont_wait {
+                    eprint(&format!(
+                        "No browser can be opened here (no display); not waiting for a sign-in at:\n{url}\n"
+                    ));
                 } else {
                     eprint(&format!(
                         "No browser can be opened here. Open this URL in a browser on any device to sign in:\n{url}\n"
@@ -583,7 +583,11 @@ pub async fn run(
                     &resources,
                     &store,
                     &open,
-                    password.browser_wait,
+                    if dont_wait {
+                        Duration::ZERO
+                    } else {
+                        password.browser_wait
+                    },
                     deadline,
                 )
                 .await;
@@ -598,7 +602,15 @@ pub async fn run(
                 Some(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX));
             *oauth_ms.get_or_insert(0) +=
                 ms_since(t).saturating_sub(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX));
-            result.map_err(|e| OAuthOut::from_error(iss, &e))
+            result.map_err(|e| match e {
+                OAuthError::Timeout(_) if dont_wait => OAuthOut::failed(
+                    iss,
+                    "no-browser",
+                    "no browser can be opened here (no display or no xdg-open), so the password was used; use --no-browser to sign in from another device".into(),
+                    None,
+                ),
+                e => OAuthOut::from_error(iss, &e),
+            })
         };
         match result {
             Ok(authorized) => {
@@ -637,9 +649,7 @@ pub async fn run(
                     out.kind.unwrap_or("failed"),
                     out.message.as_deref().unwrap_or("")
                 );
-                if !json {
-                    eprint(&format!("{}\n", escape_for_terminal(&why)));
-                }
+                eprint(&format!("{}\n", escape_for_terminal(&why)));
                 // In auto, services that also take a password use it instead.
                 for c in &mut choices {
                     if c.uses_oauth()
@@ -652,7 +662,7 @@ pub async fn run(
                         });
                     }
                 }
-                if !fallbacks.is_empty() && !json {
+                if !fallbacks.is_empty() {
                     let names: Vec<&str> = fallbacks.iter().map(|f| f.service.label()).collect();
                     eprint(&format!(
                         "Using the password instead for: {}\n",

@@ -911,9 +911,23 @@ async fn setup_interactively_on_a_terminal() {
                 "{screen}"
             );
         }
+        if answer == "n" {
+            // #10 (4): declining is an ordinary outcome: one line, no error prefix.
+            assert!(
+                screen.contains("Not confirmed; nothing was sent.") && !screen.contains("error:"),
+                "{screen}"
+            );
+            assert_eq!(
+                screen.matches("Your credentials would be sent").count(),
+                1,
+                "{screen}"
+            );
+        }
         if answer == "cancel" {
             assert!(
-                screen.contains("Cancelled; nothing was sent.") && !screen.contains("IMAP    "),
+                screen.contains("Cancelled; nothing was sent.")
+                    && !screen.contains("ok     IMAP")
+                    && !screen.contains("FAILED IMAP"),
                 "{screen}"
             );
             assert!(!screen.contains("alice-sec"), "{screen}");

@@ -142,6 +142,16 @@ async fn publish(tb: &Testbed, names: &[&str], ip: Ipv4Addr) -> Result<(), Testb
 impl Dovecot {
     /// Start for the host `names` (all published in the testbed DNS).
     pub async fn start(tb: &Testbed, names: &[&str]) -> Result<Self, TestbedError> {
+        Self::start_with(tb, names, None).await
+    }
+
+    /// [`Dovecot::start`], naming `openid_configuration` in its OAUTHBEARER error responses
+    /// (RFC 7628 §3.2.2: where it expects tokens from).
+    pub async fn start_with(
+        tb: &Testbed,
+        names: &[&str],
+        openid_configuration: Option<&str>,
+    ) -> Result<Self, TestbedError> {
         let ip = addr::free_ip(&[993, 995, 4190, 12345])
             .await
             .map_err(TestbedError::Bind)?;
@@ -158,8 +168,11 @@ impl Dovecot {
         write(
             &d.join("oauth2.conf.ext"),
             &format!(
-                "introspection_mode = local\nlocal_validation_key_dict = fs:posix:prefix={}/keys/\nusername_attribute = sub\nissuers = https://auth.example.test\n",
-                d.display()
+                "introspection_mode = local\nlocal_validation_key_dict = fs:posix:prefix={}/keys/\nusername_attribute = sub\nissuers = https://auth.example.test\n{}",
+                d.display(),
+                openid_configuration
+                    .map(|u| format!("openid_configuration_url = {u}\n"))
+                    .unwrap_or_default()
             ),
         )?;
         // With the Lua passdb one account's password is reported expired (the "account" class).
@@ -591,6 +604,15 @@ pub fn auth_server_available() -> bool {
     available("node") && oidc_dir().join("node_modules/oidc-provider").exists()
 }
 
+/// How the test authorization server deviates from the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct AuthOptions {
+    /// Publish `protected_resources` in the metadata (oauth-public -06).
+    pub protected_resources: Option<Vec<String>>,
+    /// Rewrite `token_type` in every token response (e.g. `DPoP`).
+    pub token_type: Option<String>,
+}
+
 impl AuthServer {
     /// Start `https://<host>` as issuer on a fresh address; the token-signing public key is
     /// written to `pubkey_out` (for Dovecot's local JWT validation). The host is published
@@ -600,6 +622,17 @@ impl AuthServer {
         host: &str,
         pubkey_out: Option<&Path>,
         access_ttl: u32,
+    ) -> Result<Self, TestbedError> {
+        Self::start_with(tb, host, pubkey_out, access_ttl, &AuthOptions::default()).await
+    }
+
+    /// [`AuthServer::start`] with `options`.
+    pub async fn start_with(
+        tb: &Testbed,
+        host: &str,
+        pubkey_out: Option<&Path>,
+        access_ttl: u32,
+        options: &AuthOptions,
     ) -> Result<Self, TestbedError> {
         use tokio::io::AsyncBufReadExt as _;
         let ip = addr::free_ip(&[443]).await.map_err(TestbedError::Bind)?;
@@ -623,6 +656,13 @@ impl AuthServer {
             .kill_on_drop(true);
         if let Some(p) = pubkey_out {
             cmd.env("PUBKEY_OUT", p);
+        }
+        if let Some(r) = &options.protected_resources {
+            let list: Vec<String> = r.iter().map(|u| format!("\"{u}\"")).collect();
+            cmd.env("PROTECTED_RESOURCES", format!("[{}]", list.join(",")));
+        }
+        if let Some(t) = &options.token_type {
+            cmd.env("TOKEN_TYPE", t);
         }
         let mut child = cmd.spawn().map_err(TestbedError::Io)?;
         let stdout = child

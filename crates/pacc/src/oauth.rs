@@ -389,7 +389,10 @@ pub(crate) async fn authorize(
             Ok(Ok(Ok(code))) => code,
         };
         let deadline = deadline + browser_wait;
-        let body = oauth::token_request(&code, &redirect_uri, &client_id, &pkce, &granted);
+        // RFC 8707 §2.2: the grant already names the resources; the token request names
+        // none, so the server issues the one token of the grant. (Retrying with other
+        // resources is not possible: the code is spent by the first request.)
+        let body = oauth::token_request(&code, &redirect_uri, &client_id, &pkce, &[]);
         let tokens = token_post(ctx, meta, &body, deadline).await?;
         return Ok(Authorized {
             tokens,

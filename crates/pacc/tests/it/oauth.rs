@@ -308,41 +308,88 @@ async fn forged_redirects_and_mismatched_issuers_are_refused() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = ClientStore::at(dir.path().join("clients.json"));
-    // A redirect with another state (CSRF shape), delivered straight to the listener.
-    let open_forged = move |url: &str| {
-        let port = url
-            .split("127.0.0.1%3A")
-            .nth(1)
-            .and_then(|r| r.split("%2F").next())
-            .unwrap()
-            .to_owned();
-        tokio::spawn(async move {
-            if let Ok(mut s) =
-                tokio::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).await
-            {
-                use tokio::io::AsyncWriteExt as _;
-                let _ = s.write_all(b"GET /callback?code=stolen&state=forged&iss=https%3A%2F%2Fauth.example.test HTTP/1.1\r\nHost: x\r\n\r\n").await;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        });
-    };
-    let e = client
-        .oauth_authorize(
-            &meta.metadata,
-            &confirmed,
-            "urn:ietf:params:oauth:scope:mail",
-            &[],
-            &store,
-            &open_forged,
-            Duration::from_secs(10),
-            client.deadline(),
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(e, OAuthError::Redirect(RedirectError::State)),
-        "{e}"
-    );
+    // Forged or broken redirects, delivered straight to the listener: each is refused with
+    // its stable kind, and the page the browser would show says nothing was signed in.
+    for (query, kind) in [
+        (
+            "code=stolen&state=forged&iss=https%3A%2F%2Fauth.example.test",
+            "state-mismatch",
+        ),
+        ("code=c&state=STATE", "iss-missing"),
+        (
+            "code=c&state=STATE&iss=https%3A%2F%2Fevil.example",
+            "iss-mismatch",
+        ),
+        (
+            "error=access_denied&error_description=no+thanks&state=STATE&iss=https%3A%2F%2Fauth.example.test",
+            "access-denied",
+        ),
+    ] {
+        let page = Arc::new(std::sync::Mutex::new(String::new()));
+        let seen = page.clone();
+        let open_forged = move |url: &str| {
+            let port = url
+                .split("127.0.0.1%3A")
+                .nth(1)
+                .and_then(|r| r.split("%2F").next())
+                .unwrap()
+                .to_owned();
+            let state = url
+                .split("state=")
+                .nth(1)
+                .and_then(|r| r.split('&').next())
+                .unwrap()
+                .to_owned();
+            let request = format!(
+                "GET /callback?{} HTTP/1.1\r\nHost: x\r\n\r\n",
+                query.replace("STATE", &state)
+            );
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                if let Ok(mut s) =
+                    tokio::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap()))
+                        .await
+                {
+                    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                    let _ = s.write_all(request.as_bytes()).await;
+                    let mut answer = String::new();
+                    let _ = s.read_to_string(&mut answer).await;
+                    *seen.lock().unwrap() = answer;
+                }
+            });
+        };
+        let e = client
+            .oauth_authorize(
+                &meta.metadata,
+                &confirmed,
+                "urn:ietf:params:oauth:scope:mail",
+                &[],
+                &store,
+                &open_forged,
+                Duration::from_secs(10),
+                client.deadline(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), kind, "{e}");
+        if kind == "state-mismatch" {
+            assert!(
+                matches!(e, OAuthError::Redirect(RedirectError::State)),
+                "{e}"
+            );
+        }
+        if kind == "access-denied" {
+            assert_eq!(e.description(), Some("no thanks"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let answer = page.lock().unwrap().clone();
+        assert!(
+            answer.starts_with("HTTP/1.1 400")
+                && answer.contains("Nothing was sent")
+                && !answer.contains("Signed in"),
+            "{kind}: {answer}"
+        );
+    }
 
     // Metadata whose issuer is not the configured one: refused before any browser opens.
     let _fake =
