@@ -528,3 +528,89 @@ async fn a_metadata_redirect_is_refused_and_never_followed() {
         "the redirect was not followed"
     );
 }
+
+/// O-14 for HTTP: a CardDAV server whose `WWW-Authenticate` points to RFC 9728 metadata that
+/// names another authorization server is not sent a token; it gets the password (the
+/// provider allows one), and the server's own request log shows no Bearer header.
+#[tokio::test]
+async fn an_http_server_naming_another_issuer_gets_no_token() {
+    if !available() {
+        return;
+    }
+    let tb = Testbed::start().await.unwrap();
+    let dovecot = Dovecot::start(&tb, &["imap.example.test"]).await.unwrap();
+    let auth = AuthServer::start(
+        &tb,
+        "auth.example.test",
+        Some(&dovecot.oauth_key_path()),
+        600,
+    )
+    .await
+    .unwrap();
+    let _meta = tb
+        .https_host(
+            &["meta.example.test"],
+            Behaviour::new(Reply::json(
+                &br#"{"resource":"https://dav.example.test/card/","authorization_servers":["https://other.example.test"]}"#[..],
+            )),
+        )
+        .await
+        .unwrap();
+    let dav = tb
+        .https_host(
+            &["dav.example.test"],
+            Behaviour::new(Reply::AuthGate {
+                challenge:
+                    r#"Bearer resource_metadata="https://meta.example.test/prm", Basic realm="dav""#
+                        .into(),
+                ok_status: 207,
+            }),
+        )
+        .await
+        .unwrap();
+    let doc = br#"{"protocols":{"imap":{"host":"imap.example.test"},"carddav":{"url":"https://dav.example.test/card/"}},"authentication":{"password":true,"oauth-public":{"issuer":"https://auth.example.test"}}}"#;
+    let provider = tb.provider("example.test", doc).await.unwrap();
+    let w = Both {
+        tb,
+        dovecot,
+        auth,
+        data: tempfile::tempdir().unwrap(),
+        _provider: provider,
+    };
+    let (out, v, _) = w
+        .run(
+            &["--no-browser", "--password-env", "PACC_TEST_PW"],
+            Some(("alice@example.test", "alice-secret")),
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+    assert_eq!(mechanism(&v, "imap"), "OAUTHBEARER");
+    assert_eq!(mechanism(&v, "carddav"), "Basic");
+    let card = v["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["service"] == "carddav")
+        .unwrap();
+    assert!(
+        card["no_token"]
+            .as_str()
+            .unwrap()
+            .contains("https://other.example.test"),
+        "{card}"
+    );
+    let auths: Vec<String> = dav
+        .requests()
+        .iter()
+        .flat_map(|r| {
+            r.headers
+                .iter()
+                .filter(|(k, _)| k == "authorization")
+                .map(|(_, v)| v.clone())
+        })
+        .collect();
+    assert!(
+        !auths.is_empty() && auths.iter().all(|a| a.starts_with("Basic ")),
+        "{auths:?}"
+    );
+}
