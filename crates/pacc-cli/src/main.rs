@@ -1,5 +1,6 @@
 //! `pacc`: discover, verify and inspect PACC configurations from the command line.
 
+mod accounts_cmd;
 mod demo;
 mod output;
 mod probe_cmd;
@@ -40,6 +41,12 @@ pub mod exit {
     /// `pacc setup`: the hosts were not confirmed (or the password prompt was cancelled);
     /// nothing was sent.
     pub const NOT_CONFIRMED: u8 = 7;
+    /// `token`, `password`, `export`, `accounts`: no account is saved for the address.
+    pub const NO_ACCOUNT: u8 = 8;
+    /// `token`, `password`: no usable secret (not stored, or the refresh token was refused).
+    pub const NO_SECRET: u8 = 9;
+    /// `export`: the file exists, or the client supports none of the services.
+    pub const NOT_WRITTEN: u8 = 10;
 }
 
 const EXIT_CODES: &str = "\
@@ -164,6 +171,17 @@ enum Command {
         /// Write the OAuth tokens to this file (created with mode 0600).
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
+        /// Where the password and refresh token are kept: keyring (the system keyring, the
+        /// default) or none (nothing is stored; `pacc password`/`pacc token` will not work).
+        #[arg(long, value_name = "STORE", default_value = "keyring", value_parser = ["keyring", "none"])]
+        store_secrets: String,
+        /// Do not save the account.
+        #[arg(long)]
+        no_save: bool,
+        /// Also write a client configuration (repeatable): mbsync, msmtp, vdirsyncer, aerc,
+        /// neomutt, himalaya, thunderbird, pacc; into $PACC_DATA_DIR/exports/ADDRESS/.
+        #[arg(long, value_name = "FORMAT", value_parser = ["mbsync", "msmtp", "vdirsyncer", "aerc", "neomutt", "himalaya", "thunderbird", "pacc"])]
+        export: Vec<String>,
         #[command(flatten)]
         network: NetworkArgs,
         #[command(flatten)]
@@ -248,6 +266,75 @@ enum Command {
         #[arg(long, value_name = "TXT")]
         current: Vec<String>,
     },
+    /// List the saved accounts, or show, check or remove one.
+    ///
+    /// `pacc setup` saves every account it signed in to (no secret in the file: passwords and
+    /// tokens are in the system keyring). `accounts check ADDR` discovers again and reports
+    /// whether the provider's configuration changed, and whether the digest still verifies.
+    ///
+    /// Example: pacc accounts show alice@example.com --json
+    #[command(after_help = ACCOUNT_EXIT_CODES)]
+    Accounts {
+        #[command(subcommand)]
+        action: Option<AccountsAction>,
+        /// One JSON object on stdout.
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// Print a valid OAuth access token for a saved account (refreshed when it expires).
+    ///
+    /// For mail clients: msmtp `passwordeval`, NeoMutt `*_oauth_refresh_command`, aerc
+    /// `*-cred-cmd`. The token goes to stdout only.
+    ///
+    /// Example: pacc token alice@example.com --service submit
+    #[command(after_help = ACCOUNT_EXIT_CODES)]
+    Token {
+        /// The account's address.
+        address: String,
+        /// The service the token is for (`imap`, `submit`, `caldav`…); any by default.
+        #[arg(long, value_name = "KIND")]
+        service: Option<String>,
+        /// Give up after this many seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 15.0, value_parser = parse_timeout)]
+        timeout: f64,
+    },
+    /// Print the stored password of a saved account (for `PassCmd`, `passwordeval`,
+    /// `password.fetch`, `source-cred-cmd`).
+    ///
+    /// Example: pacc password alice@example.com
+    #[command(after_help = ACCOUNT_EXIT_CODES)]
+    Password {
+        /// The account's address.
+        address: String,
+    },
+    /// Write a saved account's configuration for a mail, calendar or contacts client.
+    ///
+    /// Formats: mbsync, msmtp, vdirsyncer, aerc, neomutt, himalaya, thunderbird (autoconfig
+    /// clientConfig 1.1 XML) and pacc (the verified document with its source and digest).
+    /// Credentials are never written: the files call `pacc password` or `pacc token`. Only
+    /// services the client supports are written; stderr lists the others and why.
+    ///
+    /// Example: pacc export alice@example.com --format msmtp --output ~/.msmtprc
+    #[command(after_help = ACCOUNT_EXIT_CODES)]
+    Export {
+        /// The account's address.
+        address: String,
+        /// The client format.
+        #[arg(long, value_name = "FORMAT", value_parser = ["mbsync", "msmtp", "vdirsyncer", "aerc", "neomutt", "himalaya", "thunderbird", "pacc"])]
+        format: String,
+        /// Write here instead of stdout (refused if it exists, unless --force).
+        #[arg(long, value_name = "PATH")]
+        output: Option<PathBuf>,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+        /// mbsync: the Maildir root (default ~/Mail/<address>).
+        #[arg(long, value_name = "DIR")]
+        maildir: Option<String>,
+        /// vdirsyncer: where calendars and contacts are kept (default ~/.local/share/vdirsyncer/<address>).
+        #[arg(long, value_name = "DIR")]
+        vdir: Option<String>,
+    },
     /// Run the whole discovery against a local test provider, with no network needed.
     ///
     /// Starts a DNS server, a certificate authority and an HTTPS server on 127.0.0.0/8,
@@ -255,6 +342,39 @@ enum Command {
     /// tampered document looks like. Needs permission to bind ports 53 and 443 (root).
     Demo(DemoArgs),
 }
+
+#[derive(Debug, Subcommand)]
+enum AccountsAction {
+    /// Show one account: where its settings came from, its services and methods.
+    Show {
+        /// The account's address.
+        address: String,
+    },
+    /// Remove an account and its secrets from the keyring.
+    Remove {
+        /// The account's address.
+        address: String,
+    },
+    /// Discover again: has the provider's configuration changed, does the digest verify?
+    Check {
+        /// The account's address.
+        address: String,
+        /// Give up after this many seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 15.0, value_parser = parse_timeout)]
+        timeout: f64,
+    },
+}
+
+const ACCOUNT_EXIT_CODES: &str = "\
+Exit codes:
+  0  done
+  1  accounts check: the provider's configuration changed or no longer verifies
+  2  usage or runtime error
+  4  temporary failure (the token endpoint or the provider could not be reached)
+  8  no account is saved for this address
+  9  no usable secret: not stored (no keyring), or the refresh token was refused
+     (sign in again with pacc setup)
+ 10  export: the file exists (use --force), or the client supports none of the services";
 
 #[derive(Debug, Args)]
 struct NetworkArgs {
@@ -388,6 +508,9 @@ fn main() -> ExitCode {
                 browser_timeout,
                 show_secrets,
                 token_file,
+                store_secrets,
+                no_save,
+                export,
                 network,
                 output,
             } => {
@@ -406,6 +529,23 @@ fn main() -> ExitCode {
                             browser_wait: Duration::from_secs(browser_timeout),
                             show_secrets,
                             token_file,
+                            save: !no_save,
+                            store_secrets: if store_secrets == "none" {
+                                pacc::accounts::Secrets::None
+                            } else {
+                                accounts_cmd::secrets()
+                            },
+                            ca_files: network
+                                .ca_files
+                                .iter()
+                                .filter_map(|p| std::fs::canonicalize(p).ok())
+                                .map(|p| p.display().to_string())
+                                .collect(),
+                            dns: network.dns.map(|d| d.to_string()),
+                            export: export
+                                .iter()
+                                .filter_map(|f| pacc_proto::export::Format::parse(f))
+                                .collect(),
                         };
                         setup_cmd::run(
                             &client,
@@ -462,6 +602,33 @@ fn main() -> ExitCode {
                 }
             }
             Command::Demo(args) => demo::run(args.verbose).await,
+            Command::Accounts { action, json } => {
+                init_logging(0);
+                accounts_cmd::accounts(action, json).await
+            }
+            Command::Token {
+                address,
+                service,
+                timeout,
+            } => {
+                init_logging(0);
+                accounts_cmd::token(&address, service.as_deref(), timeout).await
+            }
+            Command::Password { address } => {
+                init_logging(0);
+                accounts_cmd::password(&address).await
+            }
+            Command::Export {
+                address,
+                format,
+                output,
+                force,
+                maildir,
+                vdir,
+            } => {
+                init_logging(0);
+                accounts_cmd::export(&address, &format, output.as_deref(), force, maildir, vdir)
+            }
         }
     });
     ExitCode::from(code)

@@ -41,6 +41,16 @@ pub struct PasswordSource {
     pub show_secrets: bool,
     /// Write the tokens to this file (mode 0600).
     pub token_file: Option<std::path::PathBuf>,
+    /// Save the account (and its secrets) after signing in.
+    pub save: bool,
+    /// Where secrets go.
+    pub store_secrets: pacc::accounts::Secrets,
+    /// Extra CA files and the DNS server of this run, recorded in the account.
+    pub ca_files: Vec<String>,
+    /// `--dns`.
+    pub dns: Option<String>,
+    /// Write these client configurations after saving.
+    pub export: Vec<pacc_proto::export::Format>,
 }
 
 impl PasswordSource {
@@ -123,6 +133,22 @@ struct NotSetUp {
     reason: String,
 }
 
+/// Where the account was saved and which secrets were stored.
+#[derive(Serialize, Default)]
+struct Saved {
+    path: String,
+    /// `keyring` or `none`.
+    secrets: &'static str,
+    password_stored: bool,
+    refresh_token_stored: bool,
+    /// What was not stored, and how to supply it later.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+    /// Client configurations written (`--export`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    exports: Vec<String>,
+}
+
 /// A service that uses the password because the OAuth leg did not work.
 #[derive(Serialize, Clone)]
 struct Fallback {
@@ -146,6 +172,8 @@ struct SetupOutput<'a> {
     fallbacks: &'a [Fallback],
     #[serde(skip_serializing_if = "Option::is_none")]
     oauth: Option<&'a OAuthOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    saved: Option<&'a Saved>,
     phases: &'a Phases,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -367,7 +395,8 @@ pub async fn run(
                  validations: &[Validation],
                  fallbacks: &[Fallback],
                  error: Option<String>,
-                 oauth: Option<&OAuthOut>| {
+                 oauth: Option<&OAuthOut>,
+                 saved: Option<&Saved>| {
         let accounts = validations
             .iter()
             .filter(|v| v.is_ok())
@@ -392,6 +421,7 @@ pub async fn run(
             not_set_up: not_set_up(choices, validations, error.is_some()),
             fallbacks,
             oauth,
+            saved,
             phases: &Phases {
                 total_ms: ms_since(started),
                 ..phases.borrow().clone()
@@ -411,6 +441,7 @@ pub async fn run(
                 &[],
                 Some(msg),
                 oauth_out.as_ref(),
+                None,
             );
         } else {
             for c in &choices {
@@ -496,6 +527,7 @@ pub async fn run(
                     &[],
                     Some("not confirmed".into()),
                     oauth_out.as_ref(),
+                    None,
                 );
             }
             return exit::NOT_CONFIRMED;
@@ -513,6 +545,7 @@ pub async fn run(
                     &[],
                     Some(e.to_string()),
                     oauth_out.as_ref(),
+                    None,
                 );
             } else if e == GateError::Declined {
                 // Declining is an ordinary outcome: one line, no error prefix.
@@ -528,6 +561,7 @@ pub async fn run(
     // The OAuth leg.
     let mut credentials = Credentials::default();
     let mut refresh: Option<(String, Secret)> = None;
+    let mut access_expires_in: Option<u64> = None;
     if uses_oauth {
         let (Some(meta), Some(iss)) = (&metadata, &issuer) else {
             return report_error("internal: OAuth chosen without metadata");
@@ -638,6 +672,7 @@ pub async fn run(
                     },
                     ..Default::default()
                 });
+                access_expires_in = tokens.expires_in;
                 if let Some(r) = tokens.refresh_token {
                     refresh = Some((authorized.client_id, r));
                 }
@@ -766,6 +801,28 @@ pub async fn run(
     phases.borrow_mut().sign_in_ms = Some(ms_since(signing));
     let skipped_any = choices.iter().any(|c| c.method().is_none());
     let ok = validations.iter().all(Validation::is_ok) && !skipped_any;
+    // Complete the setup: keep the verified, signed-in account (A-5, V-1: the services
+    // that work) and its secrets in the keyring.
+    let saved = if password.save && validations.iter().any(Validation::is_ok) {
+        let ctx = SaveContext {
+            address,
+            verified,
+            config,
+            validations: &validations,
+            request: &request,
+            metadata: metadata.as_ref(),
+            oauth: oauth_out.as_ref(),
+            access_expires_in,
+        };
+        Some(save_account(&ctx, password, &credentials, refresh.as_ref()).await)
+    } else {
+        None
+    };
+    if let Some(s) = &saved {
+        for w in &s.warnings {
+            eprint(&format!("{}\n", escape_for_terminal(w)));
+        }
+    }
     if json {
         print(
             ok,
@@ -775,11 +832,156 @@ pub async fn run(
             &fallbacks,
             None,
             oauth_out.as_ref(),
+            saved.as_ref(),
         );
     } else {
         print_human(address, config, &choices, &validations, &fallbacks);
     }
     if ok { exit::OK } else { exit::SIGN_IN_FAILED }
+}
+
+struct SaveContext<'a> {
+    address: &'a EmailAddress,
+    verified: &'a pacc_proto::discovery::Verified,
+    config: &'a Config,
+    validations: &'a [Validation],
+    request: &'a ConfirmationRequest,
+    metadata: Option<&'a Metadata>,
+    oauth: Option<&'a OAuthOut>,
+    access_expires_in: Option<u64>,
+}
+
+/// Save the account and its secrets; what was stored, and what was not and why.
+async fn save_account(
+    c: &SaveContext<'_>,
+    options: &PasswordSource,
+    credentials: &Credentials,
+    refresh: Option<&(String, Secret)>,
+) -> Saved {
+    use pacc::accounts::{AccountStore, SecretKind, Secrets};
+    use pacc_proto::account::{
+        ACCOUNT_VERSION, Account, SavedOAuth, SavedService, SecretsInfo, Source as SavedSource,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let services: Vec<SavedService> = c
+        .validations
+        .iter()
+        .filter(|v| v.is_ok())
+        .filter_map(|v| {
+            c.config
+                .protocols
+                .get(v.service)
+                .map(|s| SavedService::new(v.service, &s.endpoint, &v.method))
+        })
+        .collect();
+    let uses_password = services.iter().any(|s| !s.uses_oauth());
+    let oauth = match (c.oauth, c.metadata) {
+        (Some(o), Some(m)) if o.status == "ok" && services.iter().any(SavedService::uses_oauth) => {
+            Some(SavedOAuth {
+                issuer: o.issuer.clone(),
+                client_id: o.client_id.clone().unwrap_or_default(),
+                token_endpoint: m.token_endpoint.clone(),
+                scope: o.scope.clone().unwrap_or_default(),
+                resources: o.resources.clone(),
+                access_expires_at: c.access_expires_in.map(|s| now + s),
+            })
+        }
+        _ => None,
+    };
+    let mut saved = Saved::default();
+    let mut store = options.store_secrets;
+    if store == Secrets::Keyring && !Secrets::keyring_available().await {
+        saved.warnings.push(
+            "The system keyring is not available (no Secret Service on the session bus), so no secret was stored: `pacc password` and `pacc token` will not work for this account. Run pacc setup again where a keyring runs, or give the password to your mail client yourself.".to_owned(),
+        );
+        store = Secrets::None;
+    }
+    saved.secrets = store.name();
+    let address = c.address.as_str();
+    if store == Secrets::Keyring {
+        if uses_password && let Some(p) = &credentials.password {
+            match store.set(address, SecretKind::Password, p).await {
+                Ok(()) => saved.password_stored = true,
+                Err(e) => saved
+                    .warnings
+                    .push(format!("the password was not stored: {e}")),
+            }
+        }
+        if oauth.is_some() {
+            if let Some((_, r)) = refresh {
+                match store.set(address, SecretKind::RefreshToken, r).await {
+                    Ok(()) => saved.refresh_token_stored = true,
+                    Err(e) => saved
+                        .warnings
+                        .push(format!("the refresh token was not stored: {e}")),
+                }
+            }
+            if let Some(t) = &credentials.token {
+                let _ = store.set(address, SecretKind::AccessToken, t).await;
+            }
+        }
+    } else if options.store_secrets == Secrets::None {
+        saved.warnings.push("--store-secrets none: no secret was stored; `pacc password` and `pacc token` will not work for this account".to_owned());
+    }
+    let account = Account {
+        version: ACCOUNT_VERSION,
+        address: address.to_owned(),
+        provider: c.config.provider_name().map(str::to_owned),
+        saved_at: now,
+        source: SavedSource {
+            method: serde_json::to_value(c.verified.method)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            url: c.verified.url.clone(),
+            record: c.verified.record.clone(),
+            algorithm: c.verified.algorithm.name().to_owned(),
+        },
+        document: String::from_utf8_lossy(&c.verified.bytes).into_owned(),
+        services,
+        oauth,
+        confirmed_hosts: c
+            .request
+            .groups
+            .iter()
+            .flat_map(|g| g.hosts.iter().map(|h| h.to_string()))
+            .collect(),
+        ca_files: options.ca_files.clone(),
+        dns: options.dns.clone(),
+        secrets: SecretsInfo {
+            store: store.name().to_owned(),
+            password: saved.password_stored,
+            refresh_token: saved.refresh_token_stored,
+        },
+    };
+    let accounts = AccountStore::default();
+    match accounts.save(&account) {
+        Ok(path) => saved.path = path.display().to_string(),
+        Err(e) => saved
+            .warnings
+            .push(format!("the account was not saved: {e}")),
+    }
+    for format in &options.export {
+        let dir = pacc::accounts::data_dir().join("exports").join(address);
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join(format.name());
+        let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
+        let opts = pacc_proto::export::Options {
+            pacc: std::env::current_exe()
+                .ok()
+                .and_then(|p| p.to_str().map(str::to_owned))
+                .unwrap_or_else(|| "pacc".into()),
+            maildir: format!("{home}/Mail/{address}"),
+            vdir: format!("{home}/.local/share/vdirsyncer/{address}"),
+        };
+        if crate::accounts_cmd::export_to(&account, *format, &opts, Some(&path), true) == exit::OK {
+            saved.exports.push(path.display().to_string());
+        }
+    }
+    saved
 }
 
 /// Every service that did not end signed in, with the reason.

@@ -8,9 +8,18 @@ use serde_json::Value;
 
 const PACC: &str = env!("CARGO_BIN_EXE_pacc");
 
+/// Every run keeps its saved accounts in a directory of this test process, never in the
+/// user's data directory, and sees no keyring.
+fn data_dir() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
 async fn pacc(args: &[&str]) -> Output {
     tokio::process::Command::new(PACC)
         .args(args)
+        .env("PACC_DATA_DIR", data_dir())
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
         .env_remove("PACC_LOG")
         .kill_on_drop(true)
         .output()
@@ -592,6 +601,8 @@ async fn pacc_stdin(args: &[&str], input: &str) -> Output {
     use tokio::io::AsyncWriteExt as _;
     let mut child = tokio::process::Command::new(PACC)
         .args(args)
+        .env("PACC_DATA_DIR", data_dir())
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -845,6 +856,8 @@ async fn setup_interactively_on_a_terminal() {
             use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
             let mut child = tokio::process::Command::new("script")
                 .args(["-qec", &cmd, "/dev/null"])
+                .env("PACC_DATA_DIR", data_dir())
+                .env_remove("DBUS_SESSION_BUS_ADDRESS")
                 .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::null())

@@ -81,6 +81,7 @@ impl Both {
         .args(extra)
         .env("PACC_DATA_DIR", self.data.path())
         .env("PACC_TEST_PW", "alice-secret")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
         .env_remove("PACC_LOG")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())

@@ -43,10 +43,12 @@
 //! assert!(report.outcome.is_ok());
 //! ```
 
+pub mod account;
 pub mod auth;
 pub mod digest;
 pub mod discovery;
 pub mod document;
+pub mod export;
 pub mod fetch;
 #[doc(hidden)]
 pub mod fuzz;

@@ -34,9 +34,12 @@ pub(crate) fn candidates() -> Box<dyn Iterator<Item = Ipv4Addr>> {
             let offset = (base + n) % (240 * 65_536);
             let v = (16u32 << 16) + offset;
             let [_, a, b, c] = v.to_be_bytes();
-            // Avoid .0 and .255 host parts, which some stacks treat specially.
-            Ipv4Addr::new(127, a, b, c.clamp(1, 254))
+            Ipv4Addr::new(127, a, b, c)
         })
+        // Skip .0 and .255 host parts, which some stacks treat specially (skipped, not
+        // clamped: clamping gave two candidates the same address, and two daemons that
+        // claim theirs only when they start could then both pick it).
+        .filter(|ip| !matches!(ip.octets()[3], 0 | 255))
         .take(100_000),
     )
 }

@@ -23,6 +23,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 pub use dns::{DnsMode, DnsServer, HostileDns, SilentDns};
+/// DNS record types, for [`DnsServer::remove`].
+pub use hickory_proto::rr::RecordType;
 pub use https::{Behaviour, HttpsServer, RecordedRequest, Reply, Stats};
 pub use pki::{CertKind, Leaf, TestCa, TlsVersions, server_config};
 pub use scripted::{ScriptStep, ScriptedServer};

@@ -293,6 +293,29 @@ service auth {{
         self.dir.path()
     }
 
+    /// Deliver `message` (RFC 5322 text) into `user@domain`'s INBOX, as a local delivery
+    /// agent would (a new file in the Maildir's `new/`, owned by the mail user).
+    pub fn deliver(&self, user: &str, domain: &str, message: &str) -> Result<(), TestbedError> {
+        let root = self.dir.path().join("mail").join(domain).join(user);
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(root.join(sub)).map_err(TestbedError::Io)?;
+        }
+        let name = format!(
+            "{}.pacc-test.{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros())
+                .unwrap_or(0),
+            std::process::id()
+        );
+        write(&root.join("new").join(name), message)?;
+        let _ = Command::new("chown")
+            .args(["-R", "mail:mail"])
+            .arg(self.dir.path().join("mail"))
+            .status();
+        Ok(())
+    }
+
     /// Where the authorization server's token-signing key must be written for Dovecot's
     /// local JWT validation (key id `pacc-test`, ES256).
     pub fn oauth_key_path(&self) -> PathBuf {
@@ -320,6 +343,11 @@ pub struct Postfix {
 }
 
 impl Postfix {
+    /// Its log (every SMTP session and the delivery of each accepted message).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("postfix.log")).unwrap_or_default()
+    }
+
     /// Start for `hostname` (published in the testbed DNS), using `dovecot` for SASL.
     pub async fn start(
         tb: &Testbed,
@@ -715,5 +743,136 @@ mod serde_json_lite {
             .map(|(u, p)| format!("\"{u}\":\"{p}\""))
             .collect();
         format!("{{{}}}", body.join(","))
+    }
+}
+
+/// A Secret Service for the keyring tests: a private D-Bus session bus and gnome-keyring's
+/// secrets component on it, its login keyring unlocked. Programs find it through
+/// [`SecretService::bus_address`] (`DBUS_SESSION_BUS_ADDRESS`).
+pub struct SecretService {
+    address: String,
+    _bus: tokio::process::Child,
+    _keyring: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl SecretService {
+    /// Whether dbus-daemon and gnome-keyring-daemon are installed.
+    pub fn available() -> bool {
+        available("dbus-daemon") && available("gnome-keyring-daemon")
+    }
+
+    /// Start the bus and the keyring.
+    pub async fn start() -> Result<Self, TestbedError> {
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+        let dir = scratch("pacc-keyring-")?;
+        let socket = dir.path().join("bus");
+        // A bus of our own without service activation: otherwise the first request to
+        // org.freedesktop.secrets would start a second, locked gnome-keyring through the
+        // system's service file before ours has claimed the name.
+        let config = dir.path().join("bus.conf");
+        write(
+            &config,
+            &format!(
+                "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\" \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n<busconfig>\n  <type>session</type>\n  <listen>unix:path={}</listen>\n  <policy context=\"default\">\n    <allow send_destination=\"*\" eavesdrop=\"true\"/>\n    <allow eavesdrop=\"true\"/>\n    <allow own=\"*\"/>\n  </policy>\n</busconfig>\n",
+                socket.display()
+            ),
+        )?;
+        let mut bus = tokio::process::Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--nofork", "--nopidfile", "--print-address=1"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(TestbedError::Io)?;
+        let stdout = bus
+            .stdout
+            .take()
+            .ok_or_else(|| TestbedError::Peer("no stdout".into()))?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let printed = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .ok()
+            .and_then(|l| l.ok().flatten())
+            .ok_or_else(|| TestbedError::Peer("dbus-daemon did not start".into()))?;
+        let address = printed.trim().to_owned();
+        let log = std::fs::File::create(dir.path().join("gnome-keyring.log"))
+            .map_err(TestbedError::Io)?;
+        let runtime = dir.path().join("run");
+        std::fs::create_dir_all(&runtime).map_err(TestbedError::Io)?;
+        std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700))
+            .map_err(TestbedError::Io)?;
+        let mut keyring = tokio::process::Command::new("gnome-keyring-daemon")
+            .args(["--foreground", "--unlock", "--components=secrets"])
+            .env("DBUS_SESSION_BUS_ADDRESS", &address)
+            .env("HOME", dir.path())
+            .env("XDG_DATA_HOME", dir.path().join("data"))
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .stdin(std::process::Stdio::piped())
+            .stdout(log.try_clone().map_err(TestbedError::Io)?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(TestbedError::Io)?;
+        if let Some(mut stdin) = keyring.stdin.take() {
+            let _ = stdin.write_all(b"pacc-test-keyring").await;
+        }
+        // Ready when the Secret Service name answers on the bus.
+        for _ in 0..200 {
+            let ok = tokio::process::Command::new("dbus-send")
+                .args([
+                    "--session",
+                    "--print-reply",
+                    "--dest=org.freedesktop.secrets",
+                    "/org/freedesktop/secrets",
+                    "org.freedesktop.DBus.Peer.Ping",
+                ])
+                .env("DBUS_SESSION_BUS_ADDRESS", &address)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .await
+                .is_ok_and(|s| s.success());
+            // Ready when a secret can be stored and read back (the login collection exists).
+            let ok = ok
+                && (!available("secret-tool") || {
+                    let mut store = tokio::process::Command::new("secret-tool")
+                        .args(["store", "--label=pacc-ready", "pacc-ready", "1"])
+                        .env("DBUS_SESSION_BUS_ADDRESS", &address)
+                        .stdin(std::process::Stdio::piped())
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .spawn()
+                        .map_err(TestbedError::Io)?;
+                    if let Some(mut i) = store.stdin.take() {
+                        let _ = i.write_all(b"ready").await;
+                    }
+                    store.wait().await.is_ok_and(|s| s.success())
+                });
+            if ok {
+                return Ok(SecretService {
+                    address,
+                    _bus: bus,
+                    _keyring: keyring,
+                    _dir: dir,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let log = std::fs::read_to_string(dir.path().join("gnome-keyring.log")).unwrap_or_default();
+        Err(TestbedError::Peer(format!(
+            "gnome-keyring did not come up on the bus; its log:\n{log}"
+        )))
+    }
+
+    /// `DBUS_SESSION_BUS_ADDRESS` for programs that should use it.
+    pub fn bus_address(&self) -> &str {
+        &self.address
+    }
+
+    /// What gnome-keyring logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("gnome-keyring.log")).unwrap_or_default()
     }
 }

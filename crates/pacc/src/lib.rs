@@ -31,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod accounts;
 mod dns;
 mod https;
 pub mod oauth;

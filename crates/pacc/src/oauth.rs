@@ -138,12 +138,7 @@ impl ClientStore {
     /// `$PACC_DATA_DIR/clients.json`, else `$XDG_DATA_HOME/pacc/clients.json`, else
     /// `~/.local/share/pacc/clients.json`.
     pub fn default_location() -> Self {
-        let dir = std::env::var_os("PACC_DATA_DIR")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("XDG_DATA_HOME").map(|d| Path::new(&d).join("pacc")))
-            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share/pacc")))
-            .unwrap_or_else(|| PathBuf::from(".pacc"));
-        ClientStore::at(dir.join("clients.json"))
+        ClientStore::at(crate::accounts::data_dir().join("clients.json"))
     }
 
     /// Where it lives.
