@@ -37,6 +37,8 @@ const provider = new Provider(issuer, {
   clientDefaults: { grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], id_token_signed_response_alg: 'ES256' },
   features: {
     devInteractions: { enabled: false },
+    // RFC 8628 for headless clients.
+    deviceFlow: { enabled: true },
     registration: { enabled: true },
     revocation: { enabled: true },
     resourceIndicators: {

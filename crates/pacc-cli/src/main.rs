@@ -162,6 +162,11 @@ enum Command {
         /// Print the OAuth authorization URL instead of opening a browser.
         #[arg(long)]
         no_browser: bool,
+        /// Sign in with the device authorization grant (RFC 8628): pacc prints a URL and a
+        /// code to enter on any device. Used by itself where no browser can be opened and no
+        /// display exists, when the provider's server offers it.
+        #[arg(long, conflicts_with = "no_browser")]
+        device: bool,
         /// Seconds to wait for the browser sign-in.
         #[arg(long, value_name = "SECONDS", default_value_t = 300)]
         browser_timeout: u64,
@@ -505,6 +510,7 @@ fn main() -> ExitCode {
                 password_stdin,
                 password_env,
                 no_browser,
+                device,
                 browser_timeout,
                 show_secrets,
                 token_file,
@@ -526,6 +532,7 @@ fn main() -> ExitCode {
                             stdin: password_stdin,
                             env: password_env,
                             no_browser,
+                            device,
                             browser_wait: Duration::from_secs(browser_timeout),
                             show_secrets,
                             token_file,

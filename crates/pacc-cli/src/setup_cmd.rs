@@ -35,6 +35,8 @@ pub struct PasswordSource {
     pub env: Option<String>,
     /// Print the authorization URL instead of opening a browser.
     pub no_browser: bool,
+    /// Use the device authorization grant (RFC 8628).
+    pub device: bool,
     /// How long to wait for the browser sign-in.
     pub browser_wait: Duration,
     /// Print tokens in the output.
@@ -583,7 +585,47 @@ pub async fn run(
         // Never wait silently: where no browser can be opened and a password was given, the
         // URL is printed and the password used at once instead of waiting for a sign-in.
         let dont_wait = !can_open && !password.no_browser && fallback_ready;
-        let result = {
+        // RFC 8628 on request, or by itself where no browser can be opened here, no display
+        // exists, and the server offers it (and there is no password to fall back on).
+        let device = meta.device_authorization_endpoint.is_some()
+            && (password.device || (!can_open && !password.no_browser && !dont_wait));
+        let result = if device {
+            let store = pacc::oauth::ClientStore::default_location();
+            let show = |d: &pacc_proto::auth::oauth::DeviceAuthorization| {
+                eprint(&format!(
+                    "To sign in, open {} on any device and enter the code {}\n",
+                    escape_for_terminal(&d.verification_uri),
+                    escape_for_terminal(&d.user_code)
+                ));
+                if let Some(c) = &d.verification_uri_complete {
+                    eprint(&format!("(or open {})\n", escape_for_terminal(c)));
+                }
+            };
+            let t = Instant::now();
+            let result = client
+                .oauth_device_authorize(
+                    meta,
+                    &confirmed,
+                    &scope,
+                    &resources,
+                    &store,
+                    &show,
+                    password.browser_wait,
+                    deadline,
+                )
+                .await;
+            let waited = match &result {
+                Ok(a) => a.browser_wait,
+                Err(OAuthError::Timeout(w)) => *w,
+                Err(_) => Duration::ZERO,
+            };
+            deadline += waited;
+            phases.borrow_mut().browser_ms =
+                Some(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX));
+            *oauth_ms.get_or_insert(0) +=
+                ms_since(t).saturating_sub(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX));
+            result.map_err(|e| OAuthOut::from_error(iss, &e))
+        } else {
             let no_browser = password.no_browser;
             let open = move |url: &str| {
                 if can_open {

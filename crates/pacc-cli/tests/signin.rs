@@ -615,3 +615,62 @@ async fn an_http_server_naming_another_issuer_gets_no_token() {
         "{auths:?}"
     );
 }
+
+/// RFC 8628 on a machine without a display and without a password to fall back on: setup
+/// uses the device grant by itself, prints the URL and code, and signs in once the user
+/// confirms the code elsewhere.
+#[tokio::test]
+async fn a_headless_setup_uses_the_device_grant() {
+    if !available() {
+        return;
+    }
+    let w = both(
+        "https://auth.example.test",
+        AuthOptions::default(),
+        None,
+        true,
+    )
+    .await;
+    let mut cmd = w.command(&["--auth", "oauth", "--browser-timeout", "60"]);
+    cmd.env_remove("DISPLAY").env_remove("WAYLAND_DISPLAY");
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let url = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            seen.push(line.clone());
+            if let Some(u) = line
+                .strip_prefix("(or open ")
+                .and_then(|r| r.strip_suffix(')'))
+            {
+                return Some(u.to_owned());
+            }
+        }
+        None
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|| panic!("no device code shown: {seen:?}"));
+    assert!(
+        seen.iter().any(|l| l.contains("enter the code")),
+        "{seen:?}"
+    );
+    tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+    let as_addr = std::net::SocketAddr::new(w.auth.ip().into(), 443);
+    let page = pacc_testbed::browser::device_verify(
+        &url,
+        as_addr,
+        w.tb.ca.cert_der(),
+        "alice@example.test",
+        "alice-secret",
+    )
+    .await
+    .expect("the user confirms the code");
+    assert!(page.contains("Success"), "{page}");
+    let out = child.wait_with_output().await.unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+    assert_eq!(v["oauth"]["status"], "ok");
+    assert_eq!(mechanism(&v, "imap"), "OAUTHBEARER");
+    assert_eq!(w.logins("imap").await, ["OAUTHBEARER"]);
+}

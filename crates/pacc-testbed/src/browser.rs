@@ -89,6 +89,97 @@ pub async fn authorize(
     ))
 }
 
+/// The user's side of the device authorization grant (RFC 8628): open
+/// `verification_uri_complete`, confirm the code, sign in as `login`. Returns the final page.
+pub async fn device_verify(
+    url: &str,
+    as_addr: SocketAddr,
+    ca_der: &rustls::pki_types::CertificateDer<'static>,
+    login: &str,
+    password: &str,
+) -> Result<String, String> {
+    let mut cookies: HashMap<String, String> = HashMap::new();
+    let mut current = url.to_owned();
+    let mut form: Option<String> = None;
+    let (mut confirmed, mut logged_in) = (false, false);
+    for _ in 0..20 {
+        let (host, path) =
+            split(&current).ok_or_else(|| format!("unexpected redirect target {current}"))?;
+        let origin = format!("https://{host}");
+        let cookie = cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let method = if form.is_some() { "POST" } else { "GET" };
+        let page = https(as_addr, ca_der, &host, method, &path, &cookie, form.take()).await?;
+        absorb(&mut cookies, &page.set_cookies);
+        match (page.status, page.location) {
+            (300..=399, Some(loc)) => current = absolutize(&origin, &loc),
+            (200, None) if page.body.contains("name=\"confirm\"") && !confirmed => {
+                confirmed = true;
+                let mut fields: Vec<String> = hidden_inputs(&page.body)
+                    .into_iter()
+                    .map(|(k, v)| format!("{}={}", url_escape(&k), url_escape(&v)))
+                    .collect();
+                fields.push("confirm=yes".into());
+                current = absolutize(&origin, &form_action(&page.body).unwrap_or(path));
+                form = Some(fields.join("&"));
+            }
+            // A page that submits its own form (form_post): do what its script does.
+            (200, None) if page.body.contains("forms[0].submit()") => {
+                let mut fields: Vec<String> = hidden_inputs(&page.body)
+                    .into_iter()
+                    .map(|(k, v)| format!("{}={}", url_escape(&k), url_escape(&v)))
+                    .collect();
+                // Back at the code verification step after signing in: confirm the code.
+                if page.body.contains("name=\"user_code\"") {
+                    fields.push("confirm=yes".into());
+                }
+                current = absolutize(&origin, &form_action(&page.body).unwrap_or(path));
+                form = Some(fields.join("&"));
+            }
+            (200, None) if page.body.contains("name=\"login\"") && !logged_in => {
+                logged_in = true;
+                form = Some(format!(
+                    "login={}&password={}",
+                    url_escape(login),
+                    url_escape(password)
+                ));
+                current = absolutize(&origin, &path);
+            }
+            (200, None) => return Ok(page.body),
+            (s, _) => {
+                return Err(format!(
+                    "unexpected HTTP {s} at {current}: {}",
+                    page.body.chars().take(300).collect::<String>()
+                ));
+            }
+        }
+    }
+    Err(format!("too many steps (last {current})"))
+}
+
+/// `(name, value)` of every `<input type="hidden" …>` in a page.
+fn hidden_inputs(html: &str) -> Vec<(String, String)> {
+    let attr = |tag: &str, name: &str| -> Option<String> {
+        let key = format!("{name}=\"");
+        let i = tag.find(&key)? + key.len();
+        Some(tag[i..].split('"').next()?.to_owned())
+    };
+    html.split("<input")
+        .skip(1)
+        .filter_map(|rest| rest.split('>').next())
+        .filter(|tag| tag.contains("type=\"hidden\""))
+        .filter_map(|tag| Some((attr(tag, "name")?, attr(tag, "value").unwrap_or_default())))
+        .collect()
+}
+
+fn form_action(html: &str) -> Option<String> {
+    let i = html.find("action=\"")? + "action=\"".len();
+    Some(html[i..].split('"').next()?.to_owned())
+}
+
 fn url_escape(s: &str) -> String {
     s.bytes()
         .map(|b| match b {

@@ -455,6 +455,7 @@ pub async fn access_token(
         token_endpoint_auth_methods_supported: Vec::new(),
         code_challenge_methods_supported: Vec::new(),
         authorization_response_iss_parameter_supported: false,
+        device_authorization_endpoint: None,
         protected_resources: None,
     };
     // SEC-7: the hosts the user confirmed at setup; the token endpoint must be one of them.

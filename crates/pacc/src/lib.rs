@@ -413,6 +413,37 @@ impl Client {
         .await
     }
 
+    /// The device authorization grant (RFC 8628) for machines without a browser: `show` is
+    /// called with the verification URI and user code; the token endpoint is polled until
+    /// the user signed in elsewhere, refused, the codes expired or `wait` passed. Every
+    /// endpoint must be among the `confirmed` hosts.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn oauth_device_authorize(
+        &self,
+        metadata: &pacc_proto::auth::oauth::Metadata,
+        confirmed: &pacc_proto::auth::gate::Confirmed,
+        scope: &str,
+        resources: &[String],
+        store: &oauth::ClientStore,
+        show: oauth::ShowDeviceCode<'_>,
+        wait: Duration,
+        deadline: std::time::Instant,
+    ) -> Result<oauth::Authorized, oauth::OAuthError> {
+        let ctx = self.ctx();
+        oauth::device_authorize(
+            &ctx,
+            metadata,
+            confirmed,
+            scope,
+            resources,
+            store,
+            show,
+            wait,
+            Instant::from_std(deadline),
+        )
+        .await
+    }
+
     /// A new access token from a refresh token (O-11), by `deadline`.
     pub async fn oauth_refresh(
         &self,

@@ -299,39 +299,7 @@ pub(crate) async fn authorize(
     let port = listener.local_addr().map_err(OAuthError::Listener)?.port();
     let redirect_uri = format!("http://127.0.0.1:{port}{CALLBACK}");
     oauth::check_redirect_uri(&redirect_uri).map_err(OAuthError::Registration)?;
-    // O-5: one registration per issuer, reused; RFC 8252 §7.3: any loopback port is accepted.
-    let client_id = match store.get(&meta.issuer)? {
-        Some(id) => id,
-        None => {
-            let reg = meta.registration_endpoint.as_ref().ok_or_else(|| {
-                OAuthError::Registration("the server offers no dynamic client registration".into())
-            })?;
-            // O-13: never `dpop_bound_access_tokens` (Bearer throughout).
-            let body = oauth::registration_request(
-                &[format!("http://127.0.0.1{CALLBACK}")],
-                scope,
-                env!("CARGO_PKG_VERSION"),
-            );
-            let (status, resp) = exchange(
-                ctx,
-                "POST",
-                reg,
-                Some(("application/json", body.to_string().into_bytes())),
-                deadline,
-            )
-            .await
-            .map_err(|e| OAuthError::Registration(e.to_string()))?;
-            if !(200..300).contains(&status) {
-                return Err(OAuthError::Registration(format!(
-                    "HTTP {status}: {}",
-                    oauth::registered_client_id(&resp).err().unwrap_or_default()
-                )));
-            }
-            let id = oauth::registered_client_id(&resp).map_err(OAuthError::Registration)?;
-            store.put(&meta.issuer, &id)?;
-            id
-        }
-    };
+    let client_id = registered_client(ctx, meta, scope, store, deadline).await?;
     let mut granted: Vec<String> = resources.to_vec();
     let mut browser_wait = Duration::ZERO;
     let mut attempts = 0;
@@ -395,6 +363,151 @@ pub(crate) async fn authorize(
             browser_wait,
             resources: granted,
         });
+    }
+}
+
+/// The client id for this issuer: the stored one, else a new dynamic registration (kept).
+async fn registered_client(
+    ctx: &FetchContext<'_>,
+    meta: &Metadata,
+    scope: &str,
+    store: &ClientStore,
+    deadline: Instant,
+) -> Result<String, OAuthError> {
+    // O-5: one registration per issuer, reused; RFC 8252 §7.3: any loopback port is accepted.
+    Ok(match store.get(&meta.issuer)? {
+        Some(id) => id,
+        None => {
+            let reg = meta.registration_endpoint.as_ref().ok_or_else(|| {
+                OAuthError::Registration("the server offers no dynamic client registration".into())
+            })?;
+            // O-13: never `dpop_bound_access_tokens` (Bearer throughout).
+            let body = if meta.device_authorization_endpoint.is_some() {
+                oauth::registration_request_with_device(
+                    &[format!("http://127.0.0.1{CALLBACK}")],
+                    scope,
+                    env!("CARGO_PKG_VERSION"),
+                )
+            } else {
+                oauth::registration_request(
+                    &[format!("http://127.0.0.1{CALLBACK}")],
+                    scope,
+                    env!("CARGO_PKG_VERSION"),
+                )
+            };
+            let (status, resp) = exchange(
+                ctx,
+                "POST",
+                reg,
+                Some(("application/json", body.to_string().into_bytes())),
+                deadline,
+            )
+            .await
+            .map_err(|e| OAuthError::Registration(e.to_string()))?;
+            if !(200..300).contains(&status) {
+                return Err(OAuthError::Registration(format!(
+                    "HTTP {status}: {}",
+                    oauth::registered_client_id(&resp).err().unwrap_or_default()
+                )));
+            }
+            let id = oauth::registered_client_id(&resp).map_err(OAuthError::Registration)?;
+            store.put(&meta.issuer, &id)?;
+            id
+        }
+    })
+}
+
+/// What the user is shown for the device grant.
+pub type ShowDeviceCode<'a> = &'a (dyn Fn(&oauth::DeviceAuthorization) + Sync);
+
+/// The device authorization grant (RFC 8628), for machines without a browser: register
+/// (once per issuer), ask for a user code, hand it to `show`, and poll the token endpoint
+/// at the server's interval (5 s more after each `slow_down`) until the user signed in,
+/// refused, the codes expired, or `wait` passed. The endpoints must be confirmed hosts.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn device_authorize(
+    ctx: &FetchContext<'_>,
+    meta: &Metadata,
+    confirmed: &Confirmed,
+    scope: &str,
+    resources: &[String],
+    store: &ClientStore,
+    show: ShowDeviceCode<'_>,
+    wait: Duration,
+    deadline: Instant,
+) -> Result<Authorized, OAuthError> {
+    let Some(endpoint) = meta.device_authorization_endpoint.as_ref() else {
+        return Err(OAuthError::Metadata(MetadataError::Missing(
+            "the device authorization grant (no device_authorization_endpoint)",
+        )));
+    };
+    for url in [
+        Some(endpoint),
+        Some(&meta.token_endpoint),
+        meta.registration_endpoint.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        require(confirmed, url)?;
+    }
+    let client_id = registered_client(ctx, meta, scope, store, deadline).await?;
+    let form = oauth::device_authorization_request(&client_id, scope, resources);
+    let (status, body) = exchange(
+        ctx,
+        "POST",
+        endpoint,
+        Some(("application/x-www-form-urlencoded", form.into_bytes())),
+        deadline,
+    )
+    .await
+    .map_err(OAuthError::TokenEndpoint)?;
+    let device = oauth::parse_device_authorization(status, &body).map_err(OAuthError::Token)?;
+    show(&device);
+    let started = Instant::now();
+    let until = started + wait.min(Duration::from_secs(device.expires_in));
+    let mut interval = Duration::from_secs(device.interval);
+    loop {
+        if Instant::now() + interval > until {
+            return Err(OAuthError::Timeout(wait));
+        }
+        tokio::time::sleep(interval).await;
+        // Each poll gets the caller's deadline plus the time spent waiting for the user.
+        let poll_deadline = deadline + started.elapsed();
+        let form = oauth::device_token_request(&device.device_code, &client_id);
+        let (status, body) = exchange(
+            ctx,
+            "POST",
+            &meta.token_endpoint,
+            Some((
+                "application/x-www-form-urlencoded",
+                form.expose().as_bytes().to_vec(),
+            )),
+            poll_deadline,
+        )
+        .await
+        .map_err(OAuthError::TokenEndpoint)?;
+        match oauth::parse_device_poll(status, &body) {
+            oauth::DevicePoll::Pending => {}
+            oauth::DevicePoll::SlowDown => interval += Duration::from_secs(5),
+            oauth::DevicePoll::Tokens(tokens) => {
+                return Ok(Authorized {
+                    tokens,
+                    client_id,
+                    browser_wait: started.elapsed(),
+                    resources: resources.to_vec(),
+                });
+            }
+            oauth::DevicePoll::Failed(TokenError::Refused { error, description })
+                if error == "access_denied" =>
+            {
+                return Err(OAuthError::Redirect(RedirectError::Refused {
+                    error,
+                    description,
+                }));
+            }
+            oauth::DevicePoll::Failed(e) => return Err(OAuthError::Token(e)),
+        }
     }
 }
 

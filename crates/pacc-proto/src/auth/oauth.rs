@@ -62,6 +62,9 @@ pub struct Metadata {
     /// RFC 9207: then `iss` is required on the redirect.
     #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,
+    /// RFC 8628: where a device without a browser asks for a user code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_authorization_endpoint: Option<String>,
     /// The resources this server issues tokens for (oauth-public -06, O-15): where present,
     /// a token goes only to services these cover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -194,6 +197,133 @@ pub fn registration_request(
         "response_types": ["code"],
         "scope": scope,
     })
+}
+
+/// The grant type of RFC 8628.
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// [`registration_request`] for a server that also offers the device grant (RFC 8628): the
+/// client registers for it too, so that a headless run can use it later.
+pub fn registration_request_with_device(
+    redirect_uris: &[String],
+    scope: &str,
+    software_version: &str,
+) -> serde_json::Value {
+    let mut v = registration_request(redirect_uris, scope, software_version);
+    v["grant_types"] =
+        serde_json::json!(["authorization_code", "refresh_token", DEVICE_CODE_GRANT]);
+    v
+}
+
+/// What the device authorization endpoint answered (RFC 8628 §3.2).
+#[derive(Debug, Clone)]
+pub struct DeviceAuthorization {
+    /// The code the client polls with (a secret).
+    pub device_code: Secret,
+    /// The code the user types.
+    pub user_code: String,
+    /// Where the user goes.
+    pub verification_uri: String,
+    /// The same with the code filled in, if the server gives one.
+    pub verification_uri_complete: Option<String>,
+    /// Seconds until the codes expire.
+    pub expires_in: u64,
+    /// Seconds between polls (5 when not given).
+    pub interval: u64,
+}
+
+/// The device authorization request (RFC 8628 §3.1) as a form body.
+pub fn device_authorization_request(client_id: &str, scope: &str, resources: &[String]) -> String {
+    let mut pairs = vec![("client_id", client_id), ("scope", scope)];
+    for r in resources {
+        pairs.push(("resource", r));
+    }
+    form_encode(&pairs)
+}
+
+/// Parse a device authorization response. The verification URI must be https.
+pub fn parse_device_authorization(
+    status: u16,
+    body: &[u8],
+) -> Result<DeviceAuthorization, TokenError> {
+    #[derive(Deserialize)]
+    struct R {
+        device_code: Option<String>,
+        user_code: Option<String>,
+        verification_uri: Option<String>,
+        verification_uri_complete: Option<String>,
+        expires_in: Option<u64>,
+        interval: Option<u64>,
+        error: Option<String>,
+        error_description: Option<String>,
+    }
+    let r: R = serde_json::from_slice(body).map_err(|e| {
+        TokenError::Invalid(format!(
+            "device authorization response (HTTP {status}) is not JSON: {e}"
+        ))
+    })?;
+    if let Some(error) = r.error {
+        return Err(TokenError::Refused {
+            error,
+            description: r.error_description,
+        });
+    }
+    let missing =
+        |f: &str| TokenError::Invalid(format!("device authorization response has no {f}"));
+    let verification_uri = r
+        .verification_uri
+        .ok_or_else(|| missing("verification_uri"))?;
+    if !verification_uri.starts_with("https://")
+        || r.verification_uri_complete
+            .as_deref()
+            .is_some_and(|u| !u.starts_with("https://"))
+    {
+        return Err(TokenError::Invalid(
+            "the verification URI is not https".into(),
+        ));
+    }
+    Ok(DeviceAuthorization {
+        device_code: Secret::new(r.device_code.ok_or_else(|| missing("device_code"))?),
+        user_code: r.user_code.ok_or_else(|| missing("user_code"))?,
+        verification_uri,
+        verification_uri_complete: r.verification_uri_complete,
+        expires_in: r.expires_in.unwrap_or(600).min(3600),
+        interval: r.interval.unwrap_or(5).clamp(1, 60),
+    })
+}
+
+/// The device token request (RFC 8628 §3.4).
+pub fn device_token_request(device_code: &Secret, client_id: &str) -> Secret {
+    Secret::new(form_encode(&[
+        ("grant_type", DEVICE_CODE_GRANT),
+        ("device_code", device_code.expose()),
+        ("client_id", client_id),
+    ]))
+}
+
+/// One poll's verdict (RFC 8628 §3.5).
+#[derive(Debug)]
+pub enum DevicePoll {
+    /// Not yet: poll again after the interval.
+    Pending,
+    /// Poll less often: add 5 seconds to the interval.
+    SlowDown,
+    /// Done.
+    Tokens(Tokens),
+    /// Refused, expired, or broken.
+    Failed(TokenError),
+}
+
+/// Judge a token response to a device-code poll.
+pub fn parse_device_poll(status: u16, body: &[u8]) -> DevicePoll {
+    match parse_token_response(status, body) {
+        Ok(t) => DevicePoll::Tokens(t),
+        Err(TokenError::Refused { error, .. }) if error == "authorization_pending" => {
+            DevicePoll::Pending
+        }
+        Err(TokenError::Refused { error, .. }) if error == "slow_down" => DevicePoll::SlowDown,
+        Err(e) => DevicePoll::Failed(e),
+    }
 }
 
 /// The `client_id` from a registration response (any 2xx, O-5).
@@ -822,6 +952,44 @@ mod tests {
         );
         // Never ask for DPoP-bound tokens (O-13).
         assert!(req.get("dpop_bound_access_tokens").is_none());
+    }
+
+    #[test]
+    fn device_grant_messages() {
+        let d = parse_device_authorization(
+            200,
+            br#"{"device_code":"dc","user_code":"ABCD-EFGH","verification_uri":"https://a.example/device","verification_uri_complete":"https://a.example/device?user_code=ABCD-EFGH","expires_in":600}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (d.user_code.as_str(), d.interval, d.expires_in),
+            ("ABCD-EFGH", 5, 600)
+        );
+        assert!(format!("{:?}", d.device_code).contains("redacted"));
+        assert!(parse_device_authorization(200, br#"{"device_code":"dc","user_code":"x","verification_uri":"http://a.example/device"}"#).is_err(), "https only");
+        assert!(matches!(
+            parse_device_poll(400, br#"{"error":"authorization_pending"}"#),
+            DevicePoll::Pending
+        ));
+        assert!(matches!(
+            parse_device_poll(400, br#"{"error":"slow_down"}"#),
+            DevicePoll::SlowDown
+        ));
+        assert!(matches!(
+            parse_device_poll(400, br#"{"error":"expired_token"}"#),
+            DevicePoll::Failed(_)
+        ));
+        assert!(matches!(
+            parse_device_poll(200, br#"{"access_token":"t","token_type":"Bearer"}"#),
+            DevicePoll::Tokens(_)
+        ));
+        assert!(
+            device_token_request(&Secret::new("dc"), "cid")
+                .expose()
+                .contains("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code")
+        );
+        let r = registration_request_with_device(&["http://127.0.0.1/cb".into()], "s", "1");
+        assert_eq!(r["grant_types"][2], DEVICE_CODE_GRANT);
     }
 
     #[test]

@@ -378,6 +378,7 @@ mod tests {
             token_endpoint_auth_methods_supported: vec!["none".into()],
             code_challenge_methods_supported: vec!["S256".into()],
             authorization_response_iss_parameter_supported: true,
+            device_authorization_endpoint: None,
             protected_resources: resources.map(|r| r.into_iter().map(String::from).collect()),
         };
         let covering = meta(Some(vec!["imap://i.example", "https://d.example/c/"]));
