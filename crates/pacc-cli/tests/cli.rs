@@ -730,6 +730,12 @@ async fn setup_with_oauth_through_the_printed_url() {
     let _p = tb.provider("example.test", doc).await.unwrap();
     let data = tempfile::tempdir().unwrap();
     let token_path = data.path().join("tokens.json").to_str().unwrap().to_owned();
+    // #12 (2): an existing, world-readable token file becomes 0600 before a token is written.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::write(&token_path, "old").unwrap();
+        std::fs::set_permissions(&token_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
     let dns = tb.dns_addr().to_string();
     let ca = tb.ca_file().to_str().unwrap().to_owned();
     let mut child = tokio::process::Command::new(PACC)
