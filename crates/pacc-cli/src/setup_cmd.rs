@@ -614,16 +614,7 @@ pub async fn run(
                     deadline,
                 )
                 .await;
-            let waited = match &result {
-                Ok(a) => a.browser_wait,
-                Err(OAuthError::Timeout(w)) => *w,
-                Err(_) => Duration::ZERO,
-            };
-            deadline += waited;
-            phases.borrow_mut().browser_ms =
-                Some(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX));
-            *oauth_ms.get_or_insert(0) +=
-                ms_since(t).saturating_sub(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX));
+            deadline += waited_for_user(&result, t, &phases, &mut oauth_ms);
             result.map_err(|e| OAuthOut::from_error(iss, &e))
         } else {
             let no_browser = password.no_browser;
@@ -667,17 +658,7 @@ pub async fn run(
                     deadline,
                 )
                 .await;
-            // The browser wait is outside the deadline; the exchanges around it are OAuth.
-            let waited = match &result {
-                Ok(a) => a.browser_wait,
-                Err(OAuthError::Timeout(w)) => *w,
-                Err(_) => Duration::ZERO,
-            };
-            deadline += waited;
-            phases.borrow_mut().browser_ms =
-                Some(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX));
-            *oauth_ms.get_or_insert(0) +=
-                ms_since(t).saturating_sub(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX));
+            deadline += waited_for_user(&result, t, &phases, &mut oauth_ms);
             result.map_err(|e| match e {
                 OAuthError::Timeout(_) if dont_wait => OAuthOut::failed(
                     iss,
@@ -1024,6 +1005,25 @@ async fn save_account(
         }
     }
     saved
+}
+
+/// The time the user took in the browser (or on the other device): outside the deadline,
+/// recorded as `browser_ms`; the exchanges around it count as OAuth time.
+fn waited_for_user(
+    result: &Result<pacc::oauth::Authorized, OAuthError>,
+    started: Instant,
+    phases: &RefCell<Phases>,
+    oauth_ms: &mut Option<u64>,
+) -> Duration {
+    let waited = match result {
+        Ok(a) => a.browser_wait,
+        Err(OAuthError::Timeout(w)) => *w,
+        Err(_) => Duration::ZERO,
+    };
+    let ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+    phases.borrow_mut().browser_ms = Some(ms);
+    *oauth_ms.get_or_insert(0) += ms_since(started).saturating_sub(ms);
+    waited
 }
 
 /// Every service that did not end signed in, with the reason.

@@ -383,11 +383,35 @@ async fn a_password_account_is_saved_and_used_by_real_clients() {
     );
     // And a contact in an address book.
     let mkcol = r#"<?xml version="1.0"?><mkcol xmlns="DAV:" xmlns:CR="urn:ietf:params:xml:ns:carddav"><set><prop><resourcetype><collection/><CR:addressbook/></resourcetype></prop></set></mkcol>"#;
-    let o = curl(vec!["-X".into(), "MKCOL".into(), "-H".into(), "Content-Type: application/xml".into(), "--data-binary".into(), mkcol.into(), format!("{base}/people/")]);
-    assert!(o.status.success(), "MKCOL: {}", String::from_utf8_lossy(&o.stderr));
+    let o = curl(vec![
+        "-X".into(),
+        "MKCOL".into(),
+        "-H".into(),
+        "Content-Type: application/xml".into(),
+        "--data-binary".into(),
+        mkcol.into(),
+        format!("{base}/people/"),
+    ]);
+    assert!(
+        o.status.success(),
+        "MKCOL: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let card = "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:pacc-card-1\r\nFN:Bob From The Server\r\nN:Server;Bob;;;\r\nEMAIL:bob@example.test\r\nEND:VCARD\r\n";
-    let o = curl(vec!["-X".into(), "PUT".into(), "-H".into(), "Content-Type: text/vcard".into(), "--data-binary".into(), card.into(), format!("{base}/people/pacc-card-1.vcf")]);
-    assert!(o.status.success(), "PUT vcard: {}", String::from_utf8_lossy(&o.stderr));
+    let o = curl(vec![
+        "-X".into(),
+        "PUT".into(),
+        "-H".into(),
+        "Content-Type: text/vcard".into(),
+        "--data-binary".into(),
+        card.into(),
+        format!("{base}/people/pacc-card-1.vcf"),
+    ]);
+    assert!(
+        o.status.success(),
+        "PUT vcard: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let vdir = env.home.path().join("vdir");
     let rc = env
         .export(
@@ -418,7 +442,10 @@ async fn a_password_account_is_saved_and_used_by_real_clients() {
         .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("Created on the server")))
         .collect();
     assert_eq!(events.len(), 1, "the event is local: {:?}", walk(&vdir));
-    let cards: Vec<PathBuf> = walk(&vdir).into_iter().filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("Bob From The Server"))).collect();
+    let cards: Vec<PathBuf> = walk(&vdir)
+        .into_iter()
+        .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("Bob From The Server")))
+        .collect();
     assert_eq!(cards.len(), 1, "the contact is local: {:?}", walk(&vdir));
 
     // NeoMutt loads its file, and the settings read back are the account's.

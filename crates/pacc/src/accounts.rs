@@ -58,6 +58,22 @@ pub fn data_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".pacc"))
 }
 
+/// Write `bytes` to `path` readable by the owner only (0600, also when the file existed),
+/// atomically (a temporary file, synced, then renamed over it).
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 /// The saved accounts.
 #[derive(Debug, Clone)]
 pub struct AccountStore {
@@ -114,23 +130,11 @@ impl AccountStore {
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).map_err(io(d))?;
         }
         let path = self.path(&account.address);
-        let tmp = path.with_extension("json.tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(io(&tmp))?;
         let text = serde_json::to_vec_pretty(account).map_err(|e| StoreError::Corrupt {
             path: path.clone(),
             error: e.to_string(),
         })?;
-        f.write_all(&text).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        write_private(&path, &text).map_err(io(&path))?;
         Ok(path)
     }
 

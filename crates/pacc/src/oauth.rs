@@ -5,8 +5,6 @@
 //! among the hosts the user confirmed.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -176,18 +174,11 @@ impl ClientStore {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(err)?;
-        f.write_all(&serde_json::to_vec_pretty(&file).unwrap_or_default())
-            .map_err(err)?;
-        f.sync_all().map_err(err)?;
-        std::fs::rename(&tmp, &self.path).map_err(err)
+        crate::accounts::write_private(
+            &self.path,
+            &serde_json::to_vec_pretty(&file).unwrap_or_default(),
+        )
+        .map_err(err)
     }
 }
 
@@ -453,15 +444,7 @@ pub(crate) async fn device_authorize(
     }
     let client_id = registered_client(ctx, meta, scope, store, deadline).await?;
     let form = oauth::device_authorization_request(&client_id, scope, resources);
-    let (status, body) = exchange(
-        ctx,
-        "POST",
-        endpoint,
-        Some(("application/x-www-form-urlencoded", form.into_bytes())),
-        deadline,
-    )
-    .await
-    .map_err(OAuthError::TokenEndpoint)?;
+    let (status, body) = post_form(ctx, endpoint, &form, deadline).await?;
     let device = oauth::parse_device_authorization(status, &body).map_err(OAuthError::Token)?;
     show(&device);
     let started = Instant::now();
@@ -475,18 +458,8 @@ pub(crate) async fn device_authorize(
         // Each poll gets the caller's deadline plus the time spent waiting for the user.
         let poll_deadline = deadline + started.elapsed();
         let form = oauth::device_token_request(&device.device_code, &client_id);
-        let (status, body) = exchange(
-            ctx,
-            "POST",
-            &meta.token_endpoint,
-            Some((
-                "application/x-www-form-urlencoded",
-                form.expose().as_bytes().to_vec(),
-            )),
-            poll_deadline,
-        )
-        .await
-        .map_err(OAuthError::TokenEndpoint)?;
+        let (status, body) =
+            post_form(ctx, &meta.token_endpoint, form.expose(), poll_deadline).await?;
         match oauth::parse_device_poll(status, &body) {
             oauth::DevicePoll::Pending => {}
             oauth::DevicePoll::SlowDown => interval += Duration::from_secs(5),
@@ -525,6 +498,27 @@ pub(crate) async fn refresh(
     token_post(ctx, meta, &body, deadline).await
 }
 
+/// POST a form (`application/x-www-form-urlencoded`) to a token-side endpoint.
+async fn post_form(
+    ctx: &FetchContext<'_>,
+    url: &str,
+    form: &str,
+    deadline: Instant,
+) -> Result<(u16, Vec<u8>), OAuthError> {
+    exchange(
+        ctx,
+        "POST",
+        url,
+        Some((
+            "application/x-www-form-urlencoded",
+            form.as_bytes().to_vec(),
+        )),
+        deadline,
+    )
+    .await
+    .map_err(OAuthError::TokenEndpoint)
+}
+
 /// POST a form to the token endpoint and read the tokens (RFC 6749 §5).
 async fn token_post(
     ctx: &FetchContext<'_>,
@@ -532,18 +526,7 @@ async fn token_post(
     form: &Secret,
     deadline: Instant,
 ) -> Result<Tokens, OAuthError> {
-    let (status, resp) = exchange(
-        ctx,
-        "POST",
-        &meta.token_endpoint,
-        Some((
-            "application/x-www-form-urlencoded",
-            form.expose().as_bytes().to_vec(),
-        )),
-        deadline,
-    )
-    .await
-    .map_err(OAuthError::TokenEndpoint)?;
+    let (status, resp) = post_form(ctx, &meta.token_endpoint, form.expose(), deadline).await?;
     oauth::parse_token_response(status, &resp).map_err(OAuthError::Token)
 }
 
