@@ -482,7 +482,27 @@ fn init_logging_serve() {
         .try_init();
 }
 
+/// A reader that went away (`pacc … | head`) ends the program quietly, as ripgrep does:
+/// Rust ignores SIGPIPE, so a write to a closed pipe fails and `println!` panics; that one
+/// panic becomes a silent, successful exit. Every other panic is reported as usual.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     let threads = match &cli.command {
         Command::Serve {

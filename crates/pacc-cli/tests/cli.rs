@@ -1048,3 +1048,36 @@ async fn addresses_with_control_characters_are_usage_errors() {
         );
     }
 }
+
+/// A closed pipe ends the program quietly (`pacc render --json … | head -c0`): no panic, no
+/// message, exit 0.
+#[tokio::test]
+async fn a_closed_pipe_ends_quietly() {
+    let desc = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/providers/tv1.toml"
+    );
+    for args in [vec!["render", desc, "--json"], vec!["render", desc]] {
+        let mut child = tokio::process::Command::new(PACC)
+            .args(&args)
+            .env("PACC_DATA_DIR", data_dir())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader is gone before pacc writes anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().await.unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
