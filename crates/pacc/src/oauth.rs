@@ -260,7 +260,7 @@ pub type OpenUrl<'a> = &'a (dyn Fn(&str) + Sync);
 ///
 /// `resources` are the RFC 8707 indicators of every service the token is for (O-7). If the
 /// server refuses them with `invalid_target`, the request is made once more with only the
-/// HTTP ones (`http_resources`), and `Authorized::resources` says what was granted.
+/// HTTP services' URLs, and `Authorized::resources` says what was requested in the end.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn authorize(
     ctx: &FetchContext<'_>,
