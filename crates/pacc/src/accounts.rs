@@ -294,8 +294,16 @@ impl Secrets {
         Ok(())
     }
 
-    /// Whether the keyring answers here (a Secret Service on the session bus).
+    /// Whether the keyring answers here (a Secret Service on the session bus). Without a
+    /// session bus at all (no `DBUS_SESSION_BUS_ADDRESS`, no `$XDG_RUNTIME_DIR/bus`) the
+    /// answer is no at once, without asking D-Bus.
     pub async fn keyring_available() -> bool {
+        let bus = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|a| !a.is_empty())
+            || std::env::var_os("XDG_RUNTIME_DIR")
+                .is_some_and(|d| Path::new(&d).join("bus").exists());
+        if !bus {
+            return false;
+        }
         keyring_call(|| match entry("pacc-probe/none")?.get_password() {
             Ok(_) | Err(keyring::Error::NoEntry) => Ok(()),
             Err(e) => Err(e),
