@@ -163,13 +163,9 @@ impl Dns {
     /// Follow `name`'s CNAME chain one explicit question at a time (each answer is only the
     /// alias, never chased by the resolver), at most [`MAX_CNAME_CHAIN`] hops.
     async fn walk_cnames(&self, name: &str) -> DnsFailure {
-        let mut chain = vec![name.to_ascii_lowercase()];
-        let mut seen: HashSet<String> = chain.iter().cloned().collect();
+        let mut chain = Chain::new(name);
         loop {
-            let Some(current) = chain.last() else {
-                return DnsFailure::NotFound;
-            };
-            let fqdn = format!("{current}.");
+            let fqdn = format!("{}.", chain.last());
             let target = match self.resolver.lookup(fqdn.as_str(), RecordType::CNAME).await {
                 Ok(lookup) => lookup.answers().iter().find_map(|r| match &r.data {
                     RData::CNAME(c) if r.name.to_ascii().eq_ignore_ascii_case(&fqdn) => {
@@ -183,15 +179,8 @@ impl Dns {
                 // The chain ends at a name without the records asked for: truly nothing.
                 return DnsFailure::NotFound;
             };
-            chain.push(target.clone());
-            if !seen.insert(target) {
-                return DnsFailure::CnameLoop { chain };
-            }
-            if chain.len() > MAX_CNAME_CHAIN + 1 {
-                return DnsFailure::CnameChainTooLong {
-                    chain,
-                    limit: MAX_CNAME_CHAIN,
-                };
+            if let Err(f) = chain.follow(target) {
+                return f;
             }
         }
     }
@@ -212,20 +201,51 @@ fn chain_in_answer(lookup: &Lookup, name: &str) -> Option<DnsFailure> {
             _ => None,
         })
         .collect();
-    let mut chain = vec![name.to_ascii_lowercase()];
-    let mut seen: HashSet<String> = chain.iter().cloned().collect();
-    while let Some(next) = chain.last().and_then(|n| aliases.get(n)) {
-        let next = next.clone();
-        chain.push(next.clone());
-        if !seen.insert(next) {
-            return Some(DnsFailure::CnameLoop { chain });
-        }
-        if chain.len() > MAX_CNAME_CHAIN + 1 {
-            return Some(DnsFailure::CnameChainTooLong {
-                chain,
-                limit: MAX_CNAME_CHAIN,
-            });
+    let mut chain = Chain::new(name);
+    while let Some(next) = aliases.get(chain.last()) {
+        if let Err(f) = chain.follow(next.clone()) {
+            return Some(f);
         }
     }
     None
+}
+
+/// A CNAME chain being followed: the names from the one asked, each seen once.
+struct Chain {
+    names: Vec<String>,
+    seen: HashSet<String>,
+}
+
+impl Chain {
+    fn new(name: &str) -> Self {
+        let first = name.to_ascii_lowercase();
+        Chain {
+            seen: HashSet::from([first.clone()]),
+            names: vec![first],
+        }
+    }
+
+    /// The name reached so far.
+    fn last(&self) -> &str {
+        self.names.last().map_or("", String::as_str)
+    }
+
+    /// One more alias: an error when it comes back to a name already in the chain, or when
+    /// the chain now has more than [`MAX_CNAME_CHAIN`] aliases.
+    fn follow(&mut self, target: String) -> Result<(), DnsFailure> {
+        let repeated = !self.seen.insert(target.clone());
+        self.names.push(target);
+        if repeated {
+            return Err(DnsFailure::CnameLoop {
+                chain: std::mem::take(&mut self.names),
+            });
+        }
+        if self.names.len() > MAX_CNAME_CHAIN + 1 {
+            return Err(DnsFailure::CnameChainTooLong {
+                chain: std::mem::take(&mut self.names),
+                limit: MAX_CNAME_CHAIN,
+            });
+        }
+        Ok(())
+    }
 }
