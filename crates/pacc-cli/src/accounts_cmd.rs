@@ -395,13 +395,19 @@ pub fn export(
     let Some(format) = Format::parse(format) else {
         return report_error(&format!("unknown format {format}"));
     };
-    let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
-    let options = Options {
-        pacc: pacc_command(),
-        maildir: maildir.unwrap_or_else(|| format!("{home}/Mail/{}", a.address)),
-        vdir: vdir.unwrap_or_else(|| format!("{home}/.local/share/vdirsyncer/{}", a.address)),
-    };
+    let options = export_options(&a.address, maildir, vdir);
     export_to(&a, format, &options, output, force)
+}
+
+/// What exported files refer to: this pacc, and the local Maildir and vdir roots (by
+/// default under `$HOME`, one per address).
+pub fn export_options(address: &str, maildir: Option<String>, vdir: Option<String>) -> Options {
+    let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
+    Options {
+        pacc: pacc_command(),
+        maildir: maildir.unwrap_or_else(|| format!("{home}/Mail/{address}")),
+        vdir: vdir.unwrap_or_else(|| format!("{home}/.local/share/vdirsyncer/{address}")),
+    }
 }
 
 /// Write one export (also used by `setup --export`).

@@ -991,15 +991,7 @@ async fn save_account(
         let dir = pacc::accounts::data_dir().join("exports").join(address);
         let _ = std::fs::create_dir_all(&dir);
         let path = dir.join(format.name());
-        let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
-        let opts = pacc_proto::export::Options {
-            pacc: std::env::current_exe()
-                .ok()
-                .and_then(|p| p.to_str().map(str::to_owned))
-                .unwrap_or_else(|| "pacc".into()),
-            maildir: format!("{home}/Mail/{address}"),
-            vdir: format!("{home}/.local/share/vdirsyncer/{address}"),
-        };
+        let opts = crate::accounts_cmd::export_options(address, None, None);
         if crate::accounts_cmd::export_to(&account, *format, &opts, Some(&path), true) == exit::OK {
             saved.exports.push(path.display().to_string());
         }
