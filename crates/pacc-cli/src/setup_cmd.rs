@@ -236,7 +236,6 @@ fn write_tokens(
     path: &std::path::Path,
     tokens: &pacc_proto::auth::oauth::Tokens,
 ) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let v = serde_json::json!({
         "access_token": tokens.access_token.expose(),
         "token_type": tokens.token_type,
@@ -244,15 +243,9 @@ fn write_tokens(
         "refresh_token": tokens.refresh_token.as_ref().map(|r| r.expose()),
         "scope": tokens.scope,
     });
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    // An existing file keeps its mode on open: make it 0600 before writing a secret.
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    f.write_all(
+    // 0600 also when the file existed (it is replaced, atomically).
+    pacc::accounts::write_private(
+        path,
         serde_json::to_string_pretty(&v)
             .unwrap_or_default()
             .as_bytes(),

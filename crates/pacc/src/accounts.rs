@@ -60,7 +60,7 @@ pub fn data_dir() -> PathBuf {
 
 /// Write `bytes` to `path` readable by the owner only (0600, also when the file existed),
 /// atomically (a temporary file, synced, then renamed over it).
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
