@@ -575,7 +575,7 @@ fn main() -> ExitCode {
                                 .collect(),
                         };
                         setup_cmd::run(
-                            &client,
+                            std::sync::Arc::new(client),
                             &address,
                             accept_domains.as_deref(),
                             &source,

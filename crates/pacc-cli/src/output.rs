@@ -18,25 +18,7 @@ pub const JSON_VERSION: u32 = 1;
 /// Time spent per phase of one command (milliseconds), in the JSON of `probe`, `setup` and
 /// `check`. The phases share the command's one `--timeout` deadline; only `browser_ms` (the
 /// wait for the user in the browser) is outside it.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct Phases {
-    /// Discovery (DNS, document fetch, digest check, MX fallback).
-    pub discovery_ms: u64,
-    /// Probing every service.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub probe_ms: Option<u64>,
-    /// OAuth metadata, registration, token exchange and refresh (without the browser wait).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub oauth_ms: Option<u64>,
-    /// Waiting for the user to finish in the browser.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub browser_ms: Option<u64>,
-    /// Signing in to every service.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sign_in_ms: Option<u64>,
-    /// The whole command.
-    pub total_ms: u64,
-}
+pub use pacc::setup::Phases;
 
 /// Milliseconds since `t`.
 pub fn ms_since(t: std::time::Instant) -> u64 {

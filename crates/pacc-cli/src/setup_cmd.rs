@@ -1,28 +1,30 @@
-//! `pacc setup`: discover → probe → choose → confirm → sign in → the account description.
+//! `pacc setup`: a thin user of the library's setup session ([`pacc::setup`]): discover →
+//! probe → choose → confirm → sign in → the account description, with the prompts, the
+//! browser and the output of a command-line program.
 //!
 //! The method per service follows `--auth` (A-1 … A-3, O-14, O-15): in `auto`, a failed,
 //! refused or impossible OAuth leg falls back to the password for the services that also
 //! take one, and the output says why. Nothing is sent before the confirmation (SEC-1).
 
-use std::cell::RefCell;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use pacc::Client;
-use pacc::oauth::OAuthError;
-use pacc::signin::{Credentials, Validation, ValidationOutcome};
+use pacc::setup::{
+    Answer, Authorization, Event, Events, Fallback, Finished, OAuthReport, Phases, Prepared, Saved,
+    SetupError, SetupOptions, SetupSession, not_set_up,
+};
+use pacc::signin::{Validation, ValidationOutcome};
 use pacc_proto::auth::Secret;
 use pacc_proto::auth::gate::{ConfirmationRequest, GateError};
 use pacc_proto::auth::login::FailureClass;
-use pacc_proto::auth::oauth::{Metadata, resource_indicator, same_issuer};
-use pacc_proto::auth::select::{AuthPolicy, Choice, Decision, Method, OAuth, choose};
-use pacc_proto::discovery::Method as Source;
-use pacc_proto::document::{Config, Endpoint, ServiceKind};
+use pacc_proto::auth::select::{AuthPolicy, Choice, Decision, Method};
+use pacc_proto::document::{Config, Endpoint};
 use pacc_proto::name::{EmailAddress, escape_for_terminal};
-use pacc_proto::probe::{Offered, ProbeStatus, ServiceProbe};
 use serde::Serialize;
 
-use crate::output::{DiscoverOutput, JSON_VERSION, Phases, ms_since};
+use crate::output::{DiscoverOutput, JSON_VERSION};
 use crate::{exit, report_error};
 
 /// Where the password comes from, and how the OAuth browser step runs.
@@ -62,129 +64,432 @@ impl PasswordSource {
     }
 }
 
-/// What happened with OAuth, for the JSON `oauth` object (stable `status` and `kind`).
-#[derive(Serialize, Default)]
-struct OAuthOut {
-    issuer: String,
-    /// `ok`, `failed` or `not-used`.
-    status: &'static str,
-    /// Why not `ok`: `metadata-unavailable`, `issuer-mismatch`, `registration-refused`,
-    /// `access-denied`, `state-mismatch`, `iss-missing`, `iss-mismatch`, `browser-timeout`,
-    /// `no-browser`, `token-refused`, `token-type`, `invalid-target`, …
-    #[serde(skip_serializing_if = "Option::is_none")]
-    kind: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<String>,
-    /// The authorization server's own `error_description`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    scope: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    resources: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    access_token: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    refresh_token: Option<String>,
-}
-
-impl OAuthOut {
-    fn failed(
-        issuer: &str,
-        kind: &'static str,
-        message: String,
-        description: Option<String>,
-    ) -> Self {
-        OAuthOut {
-            issuer: issuer.to_owned(),
-            status: "failed",
-            kind: Some(kind),
-            message: Some(message),
-            description,
-            ..Default::default()
-        }
-    }
-
-    fn from_error(issuer: &str, e: &OAuthError) -> Self {
-        OAuthOut::failed(
-            issuer,
-            e.kind(),
-            e.to_string(),
-            e.description().map(str::to_owned),
-        )
-    }
-}
-
+/// The JSON `oauth` object: the library's report, and the tokens with `--show-secrets`.
 #[derive(Serialize)]
-struct Account<'a> {
-    service: ServiceKind,
+struct OAuthJson<'a> {
     #[serde(flatten)]
-    endpoint: &'a Endpoint,
-    username: &'a str,
-    #[serde(flatten)]
-    method: &'a Method,
+    report: &'a OAuthReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
 }
 
-/// A service that is not set up, and why (unreachable, no usable method, refused…).
-#[derive(Serialize, Clone)]
-struct NotSetUp {
-    service: ServiceKind,
-    target: String,
-    reason: String,
-}
-
-/// Where the account was saved and which secrets were stored.
-#[derive(Serialize, Default)]
-struct Saved {
-    path: String,
-    /// `keyring` or `none`.
-    secrets: &'static str,
-    password_stored: bool,
-    refresh_token_stored: bool,
-    /// What was not stored, and how to supply it later.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    warnings: Vec<String>,
-    /// Client configurations written (`--export`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    exports: Vec<String>,
-}
-
-/// A service that uses the password because the OAuth leg did not work.
-#[derive(Serialize, Clone)]
-struct Fallback {
-    service: ServiceKind,
-    reason: String,
-}
-
+/// The result of `pacc setup --json` (and of the RPC method `setup.sign_in`).
 #[derive(Serialize)]
-struct SetupOutput<'a> {
+pub struct SetupOutput<'a> {
     version: u32,
     ok: bool,
     address: &'a str,
-    discovery: &'a DiscoverOutput<'a>,
+    discovery: DiscoverOutput<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     confirmation: Option<&'a ConfirmationRequest>,
     choices: &'a [Choice],
     validations: &'a [Validation],
-    accounts: Vec<Account<'a>>,
-    not_set_up: Vec<NotSetUp>,
+    accounts: Vec<pacc::setup::AccountService>,
+    not_set_up: Vec<pacc::setup::NotSetUp>,
     #[serde(skip_serializing_if = "<[Fallback]>::is_empty")]
     fallbacks: &'a [Fallback],
     #[serde(skip_serializing_if = "Option::is_none")]
-    oauth: Option<&'a OAuthOut>,
+    oauth: Option<OAuthJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     saved: Option<&'a Saved>,
-    phases: &'a Phases,
+    phases: Phases,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+}
+
+impl<'a> SetupOutput<'a> {
+    /// A setup that stopped before signing in (nothing usable, not confirmed): `error` says
+    /// why; every chosen service is "nothing was sent".
+    pub fn stopped(prepared: &'a Prepared, confirmation: bool, error: String) -> Self {
+        SetupOutput {
+            version: JSON_VERSION,
+            ok: false,
+            address: prepared.address().as_str(),
+            discovery: DiscoverOutput::new(prepared.address(), prepared.report()),
+            confirmation: prepared.confirmation().filter(|_| confirmation),
+            choices: prepared.choices(),
+            validations: &[],
+            accounts: Vec::new(),
+            not_set_up: not_set_up(prepared.choices(), &[], true),
+            fallbacks: &[],
+            oauth: prepared.oauth().map(|report| OAuthJson {
+                report,
+                access_token: None,
+                refresh_token: None,
+            }),
+            saved: None,
+            phases: prepared.phases(),
+            error: Some(error),
+        }
+    }
+
+    /// A setup that signed in (some services may have failed: `ok` says whether all
+    /// worked).
+    pub fn finished(finished: &'a Finished, saved: Option<&'a Saved>, show_secrets: bool) -> Self {
+        let prepared = finished.prepared();
+        let tokens = finished.tokens().filter(|_| show_secrets);
+        SetupOutput {
+            version: JSON_VERSION,
+            ok: finished.is_ok(),
+            address: prepared.address().as_str(),
+            discovery: DiscoverOutput::new(prepared.address(), prepared.report()),
+            confirmation: prepared.confirmation(),
+            choices: finished.choices(),
+            validations: finished.validations(),
+            accounts: finished.accounts(),
+            not_set_up: finished.not_set_up(),
+            fallbacks: finished.fallbacks(),
+            oauth: finished.oauth().map(|report| OAuthJson {
+                report,
+                access_token: tokens.map(|t| t.access_token.expose()),
+                refresh_token: tokens.and_then(|t| t.refresh_token.as_ref().map(|r| r.expose())),
+            }),
+            saved,
+            phases: finished.phases(),
+            error: None,
+        }
+    }
+
+    /// Print as pretty JSON on stdout.
+    #[allow(clippy::print_stdout)]
+    pub fn print(&self) {
+        println!("{}", serde_json::to_string_pretty(self).unwrap_or_default());
+    }
 }
 
 fn eprint(s: &str) {
     let mut e = std::io::stderr().lock();
     let _ = write!(e, "{s}");
     let _ = e.flush();
+}
+
+/// Run `step` while handling the session's events as they arrive (and any left when it
+/// ends).
+pub async fn with_events<T>(
+    step: impl Future<Output = T>,
+    events: &mut Events,
+    mut handle: impl FnMut(Event),
+) -> T {
+    let mut step = std::pin::pin!(step);
+    loop {
+        tokio::select! {
+            r = &mut step => {
+                while let Some(e) = events.try_next() {
+                    handle(e);
+                }
+                return r;
+            }
+            Some(e) = events.next() => handle(e),
+        }
+    }
+}
+
+/// How the OAuth leg is shown on this machine.
+#[derive(Clone, Copy)]
+struct BrowserUi {
+    can_open: bool,
+    no_browser: bool,
+    dont_wait: bool,
+}
+
+/// Show one event on stderr (progress, the authorization URL, the device code).
+fn show_event(e: Event, json: bool, progress: &crate::progress::Progress, ui: Option<BrowserUi>) {
+    match e {
+        Event::LookupStarted { step, target } => {
+            progress.update(pacc::Progress::Started { step, target });
+        }
+        Event::LookupFinished {
+            step,
+            target,
+            elapsed_ms,
+        } => progress.update(pacc::Progress::Finished {
+            step,
+            target,
+            elapsed: Duration::from_millis(elapsed_ms),
+        }),
+        Event::Discovered { services, .. } => {
+            progress.finish();
+            if !json {
+                eprint(&format!("Probing {services} service(s)…\n"));
+            }
+        }
+        Event::OpenUrl { url, .. } => {
+            let Some(ui) = ui else { return };
+            if ui.can_open {
+                eprint(&format!(
+                    "Opening the browser to sign in (or open this URL):\n{url}\n"
+                ));
+                let _ = std::process::Command::new("xdg-open")
+                    .arg(&url)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn();
+            } else if ui.no_browser {
+                eprint(&format!("Open this URL in a browser to sign in:\n{url}\n"));
+            } else if ui.dont_wait {
+                eprint(&format!(
+                    "No browser can be opened here (no display); not waiting for a sign-in at:\n{url}\n"
+                ));
+            } else {
+                eprint(&format!(
+                    "No browser can be opened here. Open this URL in a browser on any device to sign in:\n{url}\n"
+                ));
+            }
+        }
+        Event::DeviceCode {
+            verification_uri,
+            user_code,
+            verification_uri_complete,
+        } => {
+            eprint(&format!(
+                "To sign in, open {} on any device and enter the code {}\n",
+                escape_for_terminal(&verification_uri),
+                escape_for_terminal(&user_code)
+            ));
+            if let Some(c) = verification_uri_complete {
+                eprint(&format!("(or open {})\n", escape_for_terminal(&c)));
+            }
+        }
+        Event::OAuthFailed { kind, message } => {
+            // Diagnostics go to stderr also with --json (stdout is the JSON).
+            eprint(&format!(
+                "{}\n",
+                escape_for_terminal(&format!("OAuth sign-in failed ({kind}): {message}"))
+            ));
+        }
+        _ => {}
+    }
+}
+
+/// Run the setup; returns the exit code.
+#[allow(clippy::print_stdout)]
+pub async fn run(
+    client: Arc<Client>,
+    address: &EmailAddress,
+    accept_domains: Option<&[String]>,
+    password: &PasswordSource,
+    json: bool,
+) -> u8 {
+    let options = SetupOptions {
+        policy: password.policy,
+        ..SetupOptions::default()
+    };
+    let (session, mut events) = SetupSession::new(client, address.clone(), options);
+    let progress = crate::progress::Progress::new(!json);
+    let prepared = with_events(session.prepare(), &mut events, |e| {
+        show_event(e, json, &progress, None)
+    })
+    .await;
+    progress.finish();
+    let prepared = match prepared {
+        Ok(p) => p,
+        Err(SetupError::Discovery(report)) => {
+            let discovery = DiscoverOutput::new(address, &report);
+            discovery.print(json);
+            return discovery.exit_code();
+        }
+        Err(e) => return report_error(&e.to_string()),
+    };
+    if let Some(o) = prepared.oauth()
+        && o.status == "failed"
+    {
+        eprint(&format!(
+            "OAuth cannot be used: {}\n",
+            escape_for_terminal(o.message.as_deref().unwrap_or(""))
+        ));
+    }
+    let Some(request) = prepared.confirmation() else {
+        let msg = "no service can be signed in to (see why for each)".to_owned();
+        if json {
+            SetupOutput::stopped(&prepared, false, msg).print();
+        } else {
+            for c in prepared.choices() {
+                if let Decision::Skip { skipped } = &c.decision {
+                    println!(
+                        "{:<12} {:<40} not set up: {}",
+                        c.service.label(),
+                        escape_for_terminal(&c.target),
+                        escape_for_terminal(skipped)
+                    );
+                }
+            }
+            let _ = report_error(&msg);
+        }
+        return exit::SERVICE_UNUSABLE;
+    };
+
+    // SEC-1 / MX-9: show every host that would receive a credential, then confirm.
+    let answer = match accept_domains {
+        Some(list) => Answer::Domains(list.to_vec()),
+        None if std::io::stdin().is_terminal() && !json => {
+            eprint(&request.display());
+            eprint("Sign in to these servers? [y/N] ");
+            let mut answer = String::new();
+            let read = std::io::stdin().lock().read_line(&mut answer);
+            if matches!(read, Ok(0)) {
+                // End of input (Ctrl-D): end the prompt's line.
+                eprint("\n");
+            }
+            if matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+                Answer::Yes
+            } else {
+                Answer::No
+            }
+        }
+        None => {
+            let _ = report_error(
+                "not confirmed: run on a terminal, or pass --accept-domains with exactly the domains to trust",
+            );
+            let shown: Vec<String> = request.domains().iter().map(|d| d.to_string()).collect();
+            eprint(&format!("(the domains are: {})\n", shown.join(",")));
+            if json {
+                SetupOutput::stopped(&prepared, true, "not confirmed".into()).print();
+            }
+            return exit::NOT_CONFIRMED;
+        }
+    };
+    let mut confirmed = match prepared.confirm(answer) {
+        Ok(c) => c,
+        Err(refused) => {
+            let e = refused.error;
+            if json {
+                SetupOutput::stopped(&refused.prepared, true, e.to_string()).print();
+            } else if e == GateError::Declined {
+                // Declining is an ordinary outcome: one line, no error prefix.
+                eprint("Not confirmed; nothing was sent.\n");
+            } else {
+                if let Some(r) = refused.prepared.confirmation() {
+                    eprint(&r.display());
+                }
+                let _ = report_error(&e.to_string());
+            }
+            return exit::NOT_CONFIRMED;
+        }
+    };
+
+    // The OAuth leg.
+    if confirmed.uses_oauth() {
+        let can_open = !password.no_browser && browser_available();
+        let fallback_ready = password.policy == AuthPolicy::Auto
+            && password.non_interactive()
+            && confirmed.can_fall_back();
+        // Never wait silently: where no browser can be opened and a password was given, the
+        // URL is printed and the password used at once instead of waiting for a sign-in.
+        let dont_wait = !can_open && !password.no_browser && fallback_ready;
+        // RFC 8628 on request, or by itself where no browser can be opened here, no display
+        // exists, and the server offers it (and there is no password to fall back on).
+        let wait = password.browser_wait;
+        let how = if password.device || (!can_open && !password.no_browser && !dont_wait) {
+            Authorization::Device { wait }
+        } else if dont_wait {
+            Authorization::NoWait
+        } else {
+            Authorization::Browser { wait }
+        };
+        let ui = BrowserUi {
+            can_open,
+            no_browser: password.no_browser,
+            dont_wait,
+        };
+        let r = with_events(confirmed.authorize(how), &mut events, |e| {
+            show_event(e, json, &progress, Some(ui))
+        })
+        .await;
+        if let Err(e) = r {
+            return report_error(&e.to_string());
+        }
+        if let (Some(path), Some(tokens)) = (&password.token_file, confirmed.tokens())
+            && let Err(e) = write_tokens(path, tokens)
+        {
+            return report_error(&format!("cannot write {}: {e}", path.display()));
+        }
+        if !confirmed.fallbacks().is_empty() {
+            let names: Vec<&str> = confirmed
+                .fallbacks()
+                .iter()
+                .map(|f| f.service.label())
+                .collect();
+            eprint(&format!(
+                "Using the password instead for: {}\n",
+                names.join(", ")
+            ));
+        }
+    }
+    let mut secret = None;
+    if confirmed.needs_password() {
+        match read_password(password) {
+            Ok(p) => secret = Some(p),
+            Err(PasswordError::Cancelled) => {
+                eprint("Cancelled; nothing was sent.\n");
+                return exit::NOT_CONFIRMED;
+            }
+            Err(PasswordError::Other(e)) => return report_error(&e),
+        }
+    }
+    if !json {
+        let n = confirmed
+            .choices()
+            .iter()
+            .filter(|c| c.method().is_some())
+            .count();
+        eprint(&format!("Signing in to {n} service(s) as {address}…\n"));
+    }
+    let finished = match with_events(confirmed.sign_in(secret), &mut events, |_| {}).await {
+        Ok(f) => f,
+        Err(e) => return report_error(&e.to_string()),
+    };
+    // Complete the setup: keep the verified, signed-in account (A-5, V-1: the services
+    // that work) and its secrets in the keyring.
+    let saved = if password.save && finished.validations().iter().any(Validation::is_ok) {
+        let options = pacc::setup::SaveOptions {
+            store: pacc::accounts::AccountStore::default(),
+            secrets: password.store_secrets,
+            ca_files: password.ca_files.clone(),
+            dns: password.dns.clone(),
+        };
+        let (mut saved, account) = finished.save(&options).await;
+        if let Some(account) = account {
+            for format in &password.export {
+                let dir = pacc::accounts::data_dir()
+                    .join("exports")
+                    .join(address.as_str());
+                let _ = std::fs::create_dir_all(&dir);
+                let path = dir.join(format.name());
+                let opts = crate::accounts_cmd::export_options(address.as_str(), None, None);
+                if crate::accounts_cmd::export_to(&account, *format, &opts, Some(&path), true)
+                    == exit::OK
+                {
+                    saved.exports.push(path.display().to_string());
+                }
+            }
+        }
+        Some(saved)
+    } else {
+        None
+    };
+    if let Some(s) = &saved {
+        for w in &s.warnings {
+            eprint(&format!("{}\n", escape_for_terminal(w)));
+        }
+    }
+    if json {
+        SetupOutput::finished(&finished, saved.as_ref(), password.show_secrets).print();
+    } else {
+        print_human(
+            address,
+            finished.prepared().config(),
+            finished.choices(),
+            finished.validations(),
+            finished.fallbacks(),
+        );
+    }
+    if finished.is_ok() {
+        exit::OK
+    } else {
+        exit::SIGN_IN_FAILED
+    }
 }
 
 /// Why no password was obtained.
@@ -259,790 +564,6 @@ fn browser_available() -> bool {
     display
         && std::env::var_os("PATH")
             .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("xdg-open").is_file()))
-}
-
-/// O-14: HTTP services whose `WWW-Authenticate` points to RFC 9728 metadata naming other
-/// authorization servers than the provider's issuer get no token.
-async fn issuer_conflicts(
-    client: &Client,
-    probes: &[ServiceProbe],
-    issuer: &str,
-    deadline: std::time::Instant,
-) -> Vec<(ServiceKind, String)> {
-    let mut out = Vec::new();
-    for p in probes {
-        let ProbeStatus::Reachable {
-            offered: Offered::Http(h),
-            ..
-        } = &p.status
-        else {
-            continue;
-        };
-        let Some(url) = h
-            .challenges
-            .iter()
-            .filter(|c| c.is("Bearer") || c.is("DPoP"))
-            .find_map(|c| c.param("resource_metadata"))
-        else {
-            continue;
-        };
-        if let Ok(servers) = client.resource_authorization_servers(url, deadline).await
-            && !servers.is_empty()
-            && !servers.iter().any(|s| same_issuer(s, issuer))
-        {
-            out.push((
-                p.service,
-                format!(
-                    "the server accepts tokens from {} (RFC 9728), not from the provider's issuer {issuer}",
-                    servers.join(", ")
-                ),
-            ));
-        }
-    }
-    out
-}
-
-/// Run the setup; returns the exit code.
-#[allow(clippy::print_stdout)]
-pub async fn run(
-    client: &Client,
-    address: &EmailAddress,
-    accept_domains: Option<&[String]>,
-    password: &PasswordSource,
-    json: bool,
-) -> u8 {
-    // One deadline for the whole command (--timeout): each phase gets what is left. Time
-    // spent waiting for the user (the confirmation, the password prompt, the browser) is
-    // added to it, and nothing else.
-    let started = Instant::now();
-    let mut deadline = client.deadline();
-    let phases = RefCell::new(Phases::default());
-    let report = crate::discover_with_progress(client, address, deadline, !json).await;
-    phases.borrow_mut().discovery_ms = ms_since(started);
-    let discovery = DiscoverOutput::new(address, &report);
-    let Ok(verified) = &report.outcome else {
-        discovery.print(json);
-        return discovery.exit_code();
-    };
-    let config = &verified.document.config;
-    if !json {
-        eprint(&format!("Probing {} service(s)…\n", config.protocols.len()));
-    }
-    let t = Instant::now();
-    let probes = client.probe(config, deadline, &|_| {}).await;
-    phases.borrow_mut().probe_ms = Some(ms_since(t));
-
-    // OAuth only with usable metadata, checked before anything is confirmed or opened.
-    let oauth_started = Instant::now();
-    let issuer = config
-        .authentication
-        .as_ref()
-        .and_then(|a| a.oauth_public.as_ref())
-        .map(|o| o.issuer.clone());
-    let mut oauth_out: Option<OAuthOut> = None;
-    let mut metadata: Option<Metadata> = None;
-    let mut conflicts = Vec::new();
-    if let Some(iss) = &issuer {
-        if password.policy == AuthPolicy::Password {
-            oauth_out = Some(OAuthOut {
-                issuer: iss.clone(),
-                status: "not-used",
-                message: Some("--auth password".into()),
-                ..Default::default()
-            });
-        } else {
-            match client.oauth_metadata(iss, deadline).await {
-                Ok(m) => {
-                    conflicts = issuer_conflicts(client, &probes, iss, deadline).await;
-                    metadata = Some(m.metadata);
-                }
-                Err(e) => {
-                    // Diagnostics go to stderr also with --json (stdout is the JSON).
-                    eprint(&format!(
-                        "OAuth cannot be used: {}\n",
-                        escape_for_terminal(&e.to_string())
-                    ));
-                    oauth_out = Some(OAuthOut::from_error(iss, &e));
-                }
-            }
-        }
-    }
-    let mut oauth_ms = issuer.as_ref().map(|_| ms_since(oauth_started));
-    let unusable_reason = oauth_out
-        .as_ref()
-        .and_then(|o| o.message.clone())
-        .unwrap_or_default();
-    let readiness = match (&issuer, &metadata) {
-        (None, _) => OAuth::NoIssuer,
-        (Some(_), Some(m)) => OAuth::Ready {
-            metadata: m,
-            refused: &conflicts,
-        },
-        (Some(_), None) => OAuth::Unusable(&unusable_reason),
-    };
-    let mut choices = choose(config, &probes, readiness, password.policy);
-    let provider = config.provider_name();
-    let used_count = choices.iter().filter(|c| c.method().is_some()).count();
-    let mut fallbacks: Vec<Fallback> = Vec::new();
-    let print = |ok: bool,
-                 confirmation: Option<&ConfirmationRequest>,
-                 choices: &[Choice],
-                 validations: &[Validation],
-                 fallbacks: &[Fallback],
-                 error: Option<String>,
-                 oauth: Option<&OAuthOut>,
-                 saved: Option<&Saved>| {
-        let accounts = validations
-            .iter()
-            .filter(|v| v.is_ok())
-            .filter_map(|v| {
-                config.protocols.get(v.service).map(|s| Account {
-                    service: v.service,
-                    endpoint: &s.endpoint,
-                    username: address.as_str(),
-                    method: &v.method,
-                })
-            })
-            .collect();
-        let o = SetupOutput {
-            version: JSON_VERSION,
-            ok,
-            address: address.as_str(),
-            discovery: &discovery,
-            confirmation,
-            choices,
-            validations,
-            accounts,
-            not_set_up: not_set_up(choices, validations, error.is_some()),
-            fallbacks,
-            oauth,
-            saved,
-            phases: &Phases {
-                total_ms: ms_since(started),
-                ..phases.borrow().clone()
-            },
-            error,
-        };
-        println!("{}", serde_json::to_string_pretty(&o).unwrap_or_default());
-    };
-    if used_count == 0 {
-        let msg = "no service can be signed in to (see why for each)".to_owned();
-        if json {
-            print(
-                false,
-                None,
-                &choices,
-                &[],
-                &[],
-                Some(msg),
-                oauth_out.as_ref(),
-                None,
-            );
-        } else {
-            for c in &choices {
-                if let Decision::Skip { skipped } = &c.decision {
-                    println!(
-                        "{:<12} {:<40} not set up: {}",
-                        c.service.label(),
-                        escape_for_terminal(&c.target),
-                        escape_for_terminal(skipped)
-                    );
-                }
-            }
-            let _ = report_error(&msg);
-        }
-        return exit::SERVICE_UNUSABLE;
-    }
-
-    // SEC-1 / MX-9: show every host that would receive a credential, then confirm.
-    let source = match (&verified.method, &verified.mx) {
-        (Source::MxFallback, Some(mx)) => format!(
-            "the MX fallback ({}), MTA-STS policy {}",
-            verified.url, mx.policy_id
-        ),
-        _ => verified.url.clone(),
-    };
-    let mx_domains = verified
-        .mx
-        .as_ref()
-        .map(|m| m.mx_domains())
-        .unwrap_or_default();
-    let uses_oauth = choices.iter().any(Choice::uses_oauth);
-    // SEC-1: the OAuth issuer and its endpoints' hosts are shown too.
-    let oauth_hosts: Vec<pacc_proto::name::Domain> = match (&metadata, uses_oauth) {
-        (Some(m), true) => [
-            Some(m.issuer.as_str()),
-            Some(m.authorization_endpoint.as_str()),
-            Some(m.token_endpoint.as_str()),
-            m.registration_endpoint.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        .filter_map(pacc_proto::name::url_host)
-        .collect(),
-        _ => Vec::new(),
-    };
-    let request = ConfirmationRequest::new(
-        choices
-            .iter()
-            .filter(|c| c.method().is_some())
-            .map(|c| c.host.clone())
-            .chain(oauth_hosts),
-        source,
-        mx_domains,
-    )
-    .with_plan(provider, &choices);
-    let confirmed = match accept_domains {
-        Some(list) => request.accept_domains(list),
-        None if std::io::stdin().is_terminal() && !json => {
-            eprint(&request.display());
-            eprint("Sign in to these servers? [y/N] ");
-            let asked = Instant::now();
-            let mut answer = String::new();
-            let read = std::io::stdin().lock().read_line(&mut answer);
-            deadline += asked.elapsed();
-            if matches!(read, Ok(0)) {
-                // End of input (Ctrl-D): end the prompt's line.
-                eprint("\n");
-            }
-            request.confirm(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
-        }
-        None => {
-            let _ = report_error(
-                "not confirmed: run on a terminal, or pass --accept-domains with exactly the domains to trust",
-            );
-            let shown: Vec<String> = request.domains().iter().map(|d| d.to_string()).collect();
-            eprint(&format!("(the domains are: {})\n", shown.join(",")));
-            if json {
-                print(
-                    false,
-                    Some(&request),
-                    &choices,
-                    &[],
-                    &[],
-                    Some("not confirmed".into()),
-                    oauth_out.as_ref(),
-                    None,
-                );
-            }
-            return exit::NOT_CONFIRMED;
-        }
-    };
-    let confirmed = match confirmed {
-        Ok(c) => c,
-        Err(e) => {
-            if json {
-                print(
-                    false,
-                    Some(&request),
-                    &choices,
-                    &[],
-                    &[],
-                    Some(e.to_string()),
-                    oauth_out.as_ref(),
-                    None,
-                );
-            } else if e == GateError::Declined {
-                // Declining is an ordinary outcome: one line, no error prefix.
-                eprint("Not confirmed; nothing was sent.\n");
-            } else {
-                eprint(&request.display());
-                let _ = report_error(&e.to_string());
-            }
-            return exit::NOT_CONFIRMED;
-        }
-    };
-
-    // The OAuth leg.
-    let mut credentials = Credentials::default();
-    let mut refresh: Option<(String, Secret)> = None;
-    let mut access_expires_in: Option<u64> = None;
-    if uses_oauth {
-        let (Some(meta), Some(iss)) = (&metadata, &issuer) else {
-            return report_error("internal: OAuth chosen without metadata");
-        };
-        let scope = pacc_proto::auth::select::scopes(&choices, &meta.scopes_supported).join(" ");
-        // O-7: one resource indicator per service the token is for.
-        let resources: Vec<String> = choices
-            .iter()
-            .filter(|c| c.uses_oauth())
-            .filter_map(|c| config.protocols.get(c.service))
-            .map(|s| resource_indicator(s.kind, &s.endpoint))
-            .collect();
-        let can_open = !password.no_browser && browser_available();
-        let fallback_ready = password.policy == AuthPolicy::Auto
-            && password.non_interactive()
-            && choices
-                .iter()
-                .any(|c| c.uses_oauth() && c.fallback.is_some());
-        // Never wait silently: where no browser can be opened and a password was given, the
-        // URL is printed and the password used at once instead of waiting for a sign-in.
-        let dont_wait = !can_open && !password.no_browser && fallback_ready;
-        // RFC 8628 on request, or by itself where no browser can be opened here, no display
-        // exists, and the server offers it (and there is no password to fall back on).
-        let device = meta.device_authorization_endpoint.is_some()
-            && (password.device || (!can_open && !password.no_browser && !dont_wait));
-        let result = if device {
-            let store = pacc::oauth::ClientStore::default_location();
-            let show = |d: &pacc_proto::auth::oauth::DeviceAuthorization| {
-                eprint(&format!(
-                    "To sign in, open {} on any device and enter the code {}\n",
-                    escape_for_terminal(&d.verification_uri),
-                    escape_for_terminal(&d.user_code)
-                ));
-                if let Some(c) = &d.verification_uri_complete {
-                    eprint(&format!("(or open {})\n", escape_for_terminal(c)));
-                }
-            };
-            let t = Instant::now();
-            let result = client
-                .oauth_device_authorize(
-                    meta,
-                    &confirmed,
-                    &scope,
-                    &resources,
-                    &store,
-                    &show,
-                    password.browser_wait,
-                    deadline,
-                )
-                .await;
-            deadline += waited_for_user(&result, t, &phases, &mut oauth_ms);
-            result.map_err(|e| OAuthOut::from_error(iss, &e))
-        } else {
-            let no_browser = password.no_browser;
-            let open = move |url: &str| {
-                if can_open {
-                    eprint(&format!(
-                        "Opening the browser to sign in (or open this URL):\n{url}\n"
-                    ));
-                    let _ = std::process::Command::new("xdg-open")
-                        .arg(url)
-                        .stdout(std::process::Stdio::null())
-                        .stderr(std::process::Stdio::null())
-                        .spawn();
-                } else if no_browser {
-                    eprint(&format!("Open this URL in a browser to sign in:\n{url}\n"));
-                } else if dont_wait {
-                    eprint(&format!(
-                        "No browser can be opened here (no display); not waiting for a sign-in at:\n{url}\n"
-                    ));
-                } else {
-                    eprint(&format!(
-                        "No browser can be opened here. Open this URL in a browser on any device to sign in:\n{url}\n"
-                    ));
-                }
-            };
-            let store = pacc::oauth::ClientStore::default_location();
-            let t = Instant::now();
-            let result = client
-                .oauth_authorize(
-                    meta,
-                    &confirmed,
-                    &scope,
-                    &resources,
-                    &store,
-                    &open,
-                    if dont_wait {
-                        Duration::ZERO
-                    } else {
-                        password.browser_wait
-                    },
-                    deadline,
-                )
-                .await;
-            deadline += waited_for_user(&result, t, &phases, &mut oauth_ms);
-            result.map_err(|e| match e {
-                OAuthError::Timeout(_) if dont_wait => OAuthOut::failed(
-                    iss,
-                    "no-browser",
-                    "no browser can be opened here (no display or no xdg-open), so the password was used; use --no-browser to sign in from another device".into(),
-                    None,
-                ),
-                e => OAuthOut::from_error(iss, &e),
-            })
-        };
-        match result {
-            Ok(authorized) => {
-                let tokens = authorized.tokens;
-                if let Some((path, Err(e))) = password
-                    .token_file
-                    .as_ref()
-                    .map(|p| (p, write_tokens(p, &tokens)))
-                {
-                    return report_error(&format!("cannot write {}: {e}", path.display()));
-                }
-                oauth_out = Some(OAuthOut {
-                    issuer: iss.clone(),
-                    status: "ok",
-                    client_id: Some(authorized.client_id.clone()),
-                    scope: Some(tokens.scope.clone().unwrap_or(scope)),
-                    resources: authorized.resources,
-                    access_token: password
-                        .show_secrets
-                        .then(|| tokens.access_token.expose().to_owned()),
-                    refresh_token: if password.show_secrets {
-                        tokens.refresh_token.as_ref().map(|r| r.expose().to_owned())
-                    } else {
-                        None
-                    },
-                    ..Default::default()
-                });
-                access_expires_in = tokens.expires_in;
-                if let Some(r) = tokens.refresh_token {
-                    refresh = Some((authorized.client_id, r));
-                }
-                credentials.token = Some(tokens.access_token);
-            }
-            Err(out) => {
-                let why = format!(
-                    "OAuth sign-in failed ({}): {}",
-                    out.kind.unwrap_or("failed"),
-                    out.message.as_deref().unwrap_or("")
-                );
-                eprint(&format!("{}\n", escape_for_terminal(&why)));
-                // In auto, services that also take a password use it instead.
-                for c in &mut choices {
-                    if c.uses_oauth()
-                        && let Some(f) = c.fallback.take()
-                    {
-                        c.decision = Decision::Use(f);
-                        fallbacks.push(Fallback {
-                            service: c.service,
-                            reason: why.clone(),
-                        });
-                    }
-                }
-                if !fallbacks.is_empty() {
-                    let names: Vec<&str> = fallbacks.iter().map(|f| f.service.label()).collect();
-                    eprint(&format!(
-                        "Using the password instead for: {}\n",
-                        names.join(", ")
-                    ));
-                }
-                oauth_out = Some(out);
-            }
-        }
-    }
-    phases.borrow_mut().oauth_ms = oauth_ms;
-    if choices.iter().any(Choice::uses_password) {
-        let asked = Instant::now();
-        let read = read_password(password);
-        if !password.non_interactive() {
-            deadline += asked.elapsed();
-        }
-        match read {
-            Ok(p) => credentials.password = Some(p),
-            Err(PasswordError::Cancelled) => {
-                eprint("Cancelled; nothing was sent.\n");
-                return exit::NOT_CONFIRMED;
-            }
-            Err(PasswordError::Other(e)) => return report_error(&e),
-        }
-    }
-    if !json {
-        let n = choices.iter().filter(|c| c.method().is_some()).count();
-        eprint(&format!("Signing in to {n} service(s) as {address}…\n"));
-    }
-    let signing = Instant::now();
-    let mut validations = client
-        .sign_in(
-            config,
-            &choices,
-            address.as_str(),
-            &credentials,
-            &confirmed,
-            deadline,
-        )
-        .await;
-    // O-14: a server whose OAUTHBEARER failure names another issuer is not sent a token
-    // again; O-12 / V-4: any other rejected token is refreshed once and retried once.
-    let pacc_issuer = issuer.clone().unwrap_or_default();
-    for v in &mut validations {
-        if let (Some(expected), ValidationOutcome::Failed { message, .. }) =
-            (&v.expected_issuer, &mut v.outcome)
-            && !same_issuer(expected, &pacc_issuer)
-        {
-            *message = format!(
-                "{message} — the server expects tokens from {expected}, not from the provider's issuer {pacc_issuer}; no token is sent to it again"
-            );
-        }
-    }
-    let token_rejected: Vec<Choice> = validations
-        .iter()
-        .filter(|v| matches!(v.method, Method::Oauth { .. }))
-        .filter(|v| {
-            v.expected_issuer
-                .as_deref()
-                .is_none_or(|e| same_issuer(e, &pacc_issuer))
-        })
-        .filter(|v| {
-            matches!(
-                &v.outcome,
-                ValidationOutcome::Failed {
-                    class: FailureClass::Credentials,
-                    ..
-                }
-            )
-        })
-        .filter_map(|v| choices.iter().find(|c| c.service == v.service).cloned())
-        .collect();
-    if !token_rejected.is_empty()
-        && let Some((client_id, refresh)) = &refresh
-        && let Some(meta) = &metadata
-        && let Ok(fresh) = client
-            .oauth_refresh(meta, &confirmed, client_id, refresh, deadline)
-            .await
-    {
-        let retry_creds = Credentials {
-            password: None,
-            token: Some(fresh.access_token),
-        };
-        let retried = client
-            .sign_in(
-                config,
-                &token_rejected,
-                address.as_str(),
-                &retry_creds,
-                &confirmed,
-                deadline,
-            )
-            .await;
-        for r in retried {
-            if let Some(slot) = validations.iter_mut().find(|v| v.service == r.service) {
-                *slot = r;
-            }
-        }
-    }
-    phases.borrow_mut().sign_in_ms = Some(ms_since(signing));
-    let skipped_any = choices.iter().any(|c| c.method().is_none());
-    let ok = validations.iter().all(Validation::is_ok) && !skipped_any;
-    // Complete the setup: keep the verified, signed-in account (A-5, V-1: the services
-    // that work) and its secrets in the keyring.
-    let saved = if password.save && validations.iter().any(Validation::is_ok) {
-        let ctx = SaveContext {
-            address,
-            verified,
-            config,
-            validations: &validations,
-            request: &request,
-            metadata: metadata.as_ref(),
-            oauth: oauth_out.as_ref(),
-            access_expires_in,
-        };
-        Some(save_account(&ctx, password, &credentials, refresh.as_ref()).await)
-    } else {
-        None
-    };
-    if let Some(s) = &saved {
-        for w in &s.warnings {
-            eprint(&format!("{}\n", escape_for_terminal(w)));
-        }
-    }
-    if json {
-        print(
-            ok,
-            Some(&request),
-            &choices,
-            &validations,
-            &fallbacks,
-            None,
-            oauth_out.as_ref(),
-            saved.as_ref(),
-        );
-    } else {
-        print_human(address, config, &choices, &validations, &fallbacks);
-    }
-    if ok { exit::OK } else { exit::SIGN_IN_FAILED }
-}
-
-struct SaveContext<'a> {
-    address: &'a EmailAddress,
-    verified: &'a pacc_proto::discovery::Verified,
-    config: &'a Config,
-    validations: &'a [Validation],
-    request: &'a ConfirmationRequest,
-    metadata: Option<&'a Metadata>,
-    oauth: Option<&'a OAuthOut>,
-    access_expires_in: Option<u64>,
-}
-
-/// Save the account and its secrets; what was stored, and what was not and why.
-async fn save_account(
-    c: &SaveContext<'_>,
-    options: &PasswordSource,
-    credentials: &Credentials,
-    refresh: Option<&(String, Secret)>,
-) -> Saved {
-    use pacc::accounts::{AccountStore, SecretKind, Secrets};
-    use pacc_proto::account::{
-        ACCOUNT_VERSION, Account, SavedOAuth, SavedService, SecretsInfo, Source as SavedSource,
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let services: Vec<SavedService> = c
-        .validations
-        .iter()
-        .filter(|v| v.is_ok())
-        .filter_map(|v| {
-            c.config
-                .protocols
-                .get(v.service)
-                .map(|s| SavedService::new(v.service, &s.endpoint, &v.method))
-        })
-        .collect();
-    let uses_password = services.iter().any(|s| !s.uses_oauth());
-    let oauth = match (c.oauth, c.metadata) {
-        (Some(o), Some(m)) if o.status == "ok" && services.iter().any(SavedService::uses_oauth) => {
-            Some(SavedOAuth {
-                issuer: o.issuer.clone(),
-                client_id: o.client_id.clone().unwrap_or_default(),
-                token_endpoint: m.token_endpoint.clone(),
-                scope: o.scope.clone().unwrap_or_default(),
-                resources: o.resources.clone(),
-                access_expires_at: c.access_expires_in.map(|s| now + s),
-            })
-        }
-        _ => None,
-    };
-    let mut saved = Saved::default();
-    let mut store = options.store_secrets;
-    if store == Secrets::Keyring && !Secrets::keyring_available().await {
-        saved.warnings.push(
-            "The system keyring is not available (no Secret Service on the session bus), so no secret was stored: `pacc password` and `pacc token` will not work for this account. Run pacc setup again where a keyring runs, or give the password to your mail client yourself.".to_owned(),
-        );
-        store = Secrets::None;
-    }
-    saved.secrets = store.name();
-    let address = c.address.as_str();
-    if store == Secrets::Keyring {
-        if uses_password && let Some(p) = &credentials.password {
-            match store.set(address, SecretKind::Password, p).await {
-                Ok(()) => saved.password_stored = true,
-                Err(e) => saved
-                    .warnings
-                    .push(format!("the password was not stored: {e}")),
-            }
-        }
-        if oauth.is_some() {
-            if let Some((_, r)) = refresh {
-                match store.set(address, SecretKind::RefreshToken, r).await {
-                    Ok(()) => saved.refresh_token_stored = true,
-                    Err(e) => saved
-                        .warnings
-                        .push(format!("the refresh token was not stored: {e}")),
-                }
-            }
-            if let Some(t) = &credentials.token {
-                let _ = store.set(address, SecretKind::AccessToken, t).await;
-            }
-        }
-    } else if options.store_secrets == Secrets::None {
-        saved.warnings.push("--store-secrets none: no secret was stored; `pacc password` and `pacc token` will not work for this account".to_owned());
-    }
-    let account = Account {
-        version: ACCOUNT_VERSION,
-        address: address.to_owned(),
-        provider: c.config.provider_name().map(str::to_owned),
-        saved_at: now,
-        source: SavedSource {
-            method: serde_json::to_value(c.verified.method)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-            url: c.verified.url.clone(),
-            record: c.verified.record.clone(),
-            algorithm: c.verified.algorithm.name().to_owned(),
-        },
-        document: String::from_utf8_lossy(&c.verified.bytes).into_owned(),
-        services,
-        oauth,
-        confirmed_hosts: c
-            .request
-            .groups
-            .iter()
-            .flat_map(|g| g.hosts.iter().map(|h| h.to_string()))
-            .collect(),
-        ca_files: options.ca_files.clone(),
-        dns: options.dns.clone(),
-        secrets: SecretsInfo {
-            store: store.name().to_owned(),
-            password: saved.password_stored,
-            refresh_token: saved.refresh_token_stored,
-        },
-    };
-    let accounts = AccountStore::default();
-    match accounts.save(&account) {
-        Ok(path) => saved.path = path.display().to_string(),
-        Err(e) => saved
-            .warnings
-            .push(format!("the account was not saved: {e}")),
-    }
-    for format in &options.export {
-        let dir = pacc::accounts::data_dir().join("exports").join(address);
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join(format.name());
-        let opts = crate::accounts_cmd::export_options(address, None, None);
-        if crate::accounts_cmd::export_to(&account, *format, &opts, Some(&path), true) == exit::OK {
-            saved.exports.push(path.display().to_string());
-        }
-    }
-    saved
-}
-
-/// The time the user took in the browser (or on the other device): outside the deadline,
-/// recorded as `browser_ms`; the exchanges around it count as OAuth time.
-fn waited_for_user(
-    result: &Result<pacc::oauth::Authorized, OAuthError>,
-    started: Instant,
-    phases: &RefCell<Phases>,
-    oauth_ms: &mut Option<u64>,
-) -> Duration {
-    let waited = match result {
-        Ok(a) => a.browser_wait,
-        Err(OAuthError::Timeout(w)) => *w,
-        Err(_) => Duration::ZERO,
-    };
-    let ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
-    phases.borrow_mut().browser_ms = Some(ms);
-    *oauth_ms.get_or_insert(0) += ms_since(started).saturating_sub(ms);
-    waited
-}
-
-/// Every service that did not end signed in, with the reason.
-fn not_set_up(choices: &[Choice], validations: &[Validation], nothing_sent: bool) -> Vec<NotSetUp> {
-    let mut out = Vec::new();
-    for c in choices {
-        let reason = match (
-            &c.decision,
-            validations.iter().find(|v| v.service == c.service),
-        ) {
-            (Decision::Skip { skipped }, _) => Some(skipped.clone()),
-            (Decision::Use(_), Some(v)) => match &v.outcome {
-                ValidationOutcome::Ok => None,
-                ValidationOutcome::Failed { class, message } => Some(format!(
-                    "sign-in failed [{}]: {message}",
-                    serde_json::to_value(class)
-                        .ok()
-                        .and_then(|c| c.as_str().map(str::to_owned))
-                        .unwrap_or_default()
-                )),
-                ValidationOutcome::NotSent { reason } => Some(format!("not sent: {reason}")),
-            },
-            (Decision::Use(_), None) if nothing_sent => Some("nothing was sent".into()),
-            (Decision::Use(_), None) => Some("not signed in".into()),
-        };
-        if let Some(reason) = reason {
-            out.push(NotSetUp {
-                service: c.service,
-                target: c.target.clone(),
-                reason,
-            });
-        }
-    }
-    out
 }
 
 #[allow(clippy::print_stdout)]

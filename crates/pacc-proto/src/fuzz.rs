@@ -139,7 +139,7 @@ fn drive(machine: &mut dyn LineProbe, lines: &[&[u8]]) {
     let mut tls = 0;
     for _ in 0..(lines.len() + 8) {
         action = match action.next {
-            Next::Close => {
+            Next::Close | Next::Idle => {
                 let _ = machine.outcome();
                 return;
             }

@@ -48,6 +48,11 @@ pub enum Next {
     StartTls,
     /// Close the connection; the outcome is ready.
     Close,
+    /// The dialogue reached its goal and the session is idle, not authenticated: the
+    /// outcome is ready. `write` holds the polite goodbye (`LOGOUT`, `QUIT`). A shell that
+    /// keeps the connection for a sign-in ([`crate::auth::login::Login::resume`]) sends
+    /// nothing; any other sends `write` and closes, as for [`Next::Close`].
+    Idle,
 }
 
 impl Action {
@@ -67,6 +72,13 @@ impl Action {
         Action {
             write: bytes.to_vec(),
             next,
+        }
+    }
+    /// Done and idle: `goodbye` is sent unless the shell keeps the connection.
+    pub(crate) fn idle(goodbye: &[u8]) -> Self {
+        Action {
+            write: goodbye.to_vec(),
+            next: Next::Idle,
         }
     }
     pub(crate) fn close() -> Self {
@@ -406,7 +418,7 @@ pub(crate) mod transcript {
                 written.push(String::from_utf8_lossy(&action.write).into_owned());
             }
             action = match action.next {
-                Next::Close => return (written, probe.outcome()),
+                Next::Close | Next::Idle => return (written, probe.outcome()),
                 Next::StartTls => {
                     assert_eq!(lines.next(), Some(&"<TLS>"), "unexpected STARTTLS");
                     probe.on_tls()

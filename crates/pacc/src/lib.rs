@@ -37,6 +37,7 @@ mod https;
 pub mod oauth;
 mod probe;
 pub mod serve;
+pub mod setup;
 pub mod signin;
 mod tls;
 
@@ -308,7 +309,48 @@ impl Client {
         on_result: &(dyn Fn(&pacc_proto::probe::ServiceProbe) + Sync),
     ) -> Vec<pacc_proto::probe::ServiceProbe> {
         let ctx = self.ctx();
-        probe::probe_all(&ctx, config, Instant::from_std(deadline), on_result).await
+        probe::probe_all(&ctx, config, Instant::from_std(deadline), on_result, false)
+            .await
+            .0
+    }
+
+    /// [`Client::probe`], keeping each connection that ended idle for the sign-in.
+    pub(crate) async fn probe_keeping(
+        &self,
+        config: &pacc_proto::document::Config,
+        deadline: std::time::Instant,
+        on_result: &(dyn Fn(&pacc_proto::probe::ServiceProbe) + Sync),
+    ) -> (Vec<pacc_proto::probe::ServiceProbe>, Vec<probe::Parked>) {
+        let ctx = self.ctx();
+        probe::probe_all(&ctx, config, Instant::from_std(deadline), on_result, true).await
+    }
+
+    /// [`Client::sign_in`] on the connections `probe_keeping` kept, where still fresh.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn sign_in_on(
+        &self,
+        config: &pacc_proto::document::Config,
+        choices: &[pacc_proto::auth::select::Choice],
+        username: &str,
+        credentials: &signin::Credentials,
+        confirmed: &pacc_proto::auth::gate::Confirmed,
+        parked: Vec<probe::Parked>,
+        idle_limit: Duration,
+        deadline: std::time::Instant,
+    ) -> Vec<signin::Validation> {
+        let ctx = self.ctx();
+        signin::sign_in_all(
+            &ctx,
+            config,
+            choices,
+            username,
+            credentials,
+            confirmed,
+            parked,
+            idle_limit,
+            Instant::from_std(deadline),
+        )
+        .await
     }
 
     /// Sign in to every service `choices` selected, concurrently, finishing by `deadline`:
@@ -332,6 +374,8 @@ impl Client {
             username,
             credentials,
             confirmed,
+            Vec::new(),
+            Duration::ZERO,
             Instant::from_std(deadline),
         )
         .await

@@ -12,12 +12,14 @@ use pacc_proto::document::{
 use pacc_proto::fetch::FetchError;
 use pacc_proto::name::Domain;
 use pacc_proto::probe::{
-    self, CertificateInfo, LineProbe, MAX_LINE, Next, Offered, ProbeError, ProbeStatus,
-    ProtocolError, ServiceProbe, TlsDetails, usable,
+    self, Capabilities, CertificateInfo, LineProbe, MAX_LINE, Next, Offered, ProbeError,
+    ProbeStatus, ProtocolError, ServiceProbe, TlsDetails, usable,
 };
+use std::time::Duration;
 use tokio::io::{
     AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, BufReader,
 };
+
 use tokio::time::{Instant, timeout_at};
 
 use crate::USER_AGENT_VALUE;
@@ -28,20 +30,74 @@ use crate::tls::tls_info;
 /// a fixed neutral name reveals nothing about the user or machine).
 const EHLO_NAME: &str = "[127.0.0.1]";
 
-/// Probe one service before `deadline`.
+/// A probe's connection kept for the sign-in: TLS verified for the configured host, what
+/// the server offers read over it, not authenticated.
+pub(crate) struct Parked {
+    pub(crate) service: ServiceKind,
+    since: Instant,
+    conn: ParkedConn,
+}
+
+/// A TLS connection to a text service, with what it already sent buffered.
+pub(crate) type TlsConn = BufReader<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+/// An HTTP/1.1 connection whose last response was read to its end.
+pub(crate) struct HttpConn {
+    pub(crate) sender: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    _driver: crate::https::AbortOnDrop,
+}
+
+pub(crate) enum ParkedConn {
+    Text {
+        conn: Box<TlsConn>,
+        caps: Capabilities,
+    },
+    Http(HttpConn),
+}
+
+impl Parked {
+    /// The connection, if it can still be used: not older than `idle_limit`, not closed
+    /// by the server, and the server has said nothing since (an unsolicited `BYE` or a
+    /// close means it ended the session).
+    pub(crate) fn take_fresh(self, idle_limit: Duration) -> Option<ParkedConn> {
+        if self.since.elapsed() > idle_limit {
+            return None;
+        }
+        match self.conn {
+            ParkedConn::Text { mut conn, caps } => {
+                use futures_util::FutureExt as _;
+                if !conn.buffer().is_empty() {
+                    return None;
+                }
+                match conn.fill_buf().now_or_never() {
+                    // Nothing to read: the session is waiting for us.
+                    None => Some(ParkedConn::Text { conn, caps }),
+                    Some(_) => None,
+                }
+            }
+            ParkedConn::Http(h) => {
+                (!h.sender.is_closed() && h.sender.is_ready()).then_some(ParkedConn::Http(h))
+            }
+        }
+    }
+}
+
+/// Probe one service before `deadline`; with `keep`, return its connection, idle and
+/// not authenticated, for the sign-in.
 pub(crate) async fn probe_service(
     ctx: &FetchContext<'_>,
     service: &Service,
     auth: Option<&Authentication>,
     deadline: Instant,
-) -> ServiceProbe {
+    keep: bool,
+) -> (ServiceProbe, Option<Parked>) {
     let started = Instant::now();
     let (target, result) = match &service.endpoint {
         Endpoint::Host { host, port, tls } => (
             format!("{host}:{port}"),
             timeout_at(
                 deadline,
-                probe_text(ctx, service.kind, host, *port, *tls, auth, deadline),
+                probe_text(ctx, service.kind, host, *port, *tls, auth, deadline, keep),
             )
             .await
             .unwrap_or_else(|_| {
@@ -52,35 +108,47 @@ pub(crate) async fn probe_service(
         ),
         Endpoint::Url { url } => (
             url.to_string(),
-            timeout_at(deadline, probe_http(ctx, service.kind, url, auth, deadline))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(ProbeError::Timeout {
-                        stage: "overall".into(),
-                    })
-                }),
+            timeout_at(
+                deadline,
+                probe_http(ctx, service.kind, url, auth, deadline, keep),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(ProbeError::Timeout {
+                    stage: "overall".into(),
+                })
+            }),
         ),
     };
+    let mut parked = None;
     let status = match result {
-        Ok((tls, offered, usable)) => ProbeStatus::Reachable {
-            tls,
-            offered,
-            usable,
-        },
+        Ok((tls, offered, usable, conn)) => {
+            parked = conn.map(|conn| Parked {
+                service: service.kind,
+                since: Instant::now(),
+                conn,
+            });
+            ProbeStatus::Reachable {
+                tls,
+                offered,
+                usable,
+            }
+        }
         Err(e) => ProbeStatus::Unreachable {
             kind: e.kind(),
             error: e.to_string(),
         },
     };
-    ServiceProbe {
+    let probe = ServiceProbe {
         service: service.kind,
         target,
         status,
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    }
+    };
+    (probe, parked)
 }
 
-type Probed = (TlsDetails, Offered, usable::Usable);
+type Probed = (TlsDetails, Offered, usable::Usable, Option<ParkedConn>);
 
 fn details(session: &rustls::ClientConnection) -> TlsDetails {
     let certificate = session
@@ -98,6 +166,7 @@ fn details(session: &rustls::ClientConnection) -> TlsDetails {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn probe_text(
     ctx: &FetchContext<'_>,
     kind: ServiceKind,
@@ -106,22 +175,29 @@ async fn probe_text(
     mode: TlsMode,
     auth: Option<&Authentication>,
     deadline: Instant,
+    keep: bool,
 ) -> Result<Probed, ProbeError> {
     let Some(mut machine) = probe::line_probe(kind, EHLO_NAME) else {
         return Err(ProbeError::Protocol(ProtocolError(format!(
             "{kind} is not a text protocol"
         ))));
     };
-    let tls_details = run_dialogue(ctx, machine.as_mut(), host, port, mode, deadline).await?;
+    let (tls_details, conn) =
+        run_dialogue(ctx, machine.as_mut(), host, port, mode, deadline, keep).await?;
     let caps = machine.outcome().map_err(ProbeError::Protocol)?;
     let usable = usable::text(kind, &caps, auth);
-    Ok((tls_details, Offered::Text(caps), usable))
+    let parked = conn.map(|conn| ParkedConn::Text {
+        conn: Box::new(conn),
+        caps: caps.clone(),
+    });
+    Ok((tls_details, Offered::Text(caps), usable, parked))
 }
 
 /// Connect to `host:port`, start TLS as `mode` says (certificate verified for `host`, TLS
 /// 1.2+; for STARTTLS only after the machine asked, refusing data sent in clear after the
 /// server's reply), and run `machine` until it closes. The machine's `outcome` then says
-/// what happened; this returns the TLS session it ran over.
+/// what happened; this returns the TLS session it ran over and, with `keep`, the
+/// connection of a machine that ended idle ([`Next::Idle`]) instead of its goodbye.
 pub(crate) async fn run_dialogue(
     ctx: &FetchContext<'_>,
     machine: &mut dyn LineProbe,
@@ -129,7 +205,8 @@ pub(crate) async fn run_dialogue(
     port: u16,
     mode: TlsMode,
     deadline: Instant,
-) -> Result<TlsDetails, ProbeError> {
+    keep: bool,
+) -> Result<(TlsDetails, Option<TlsConn>), ProbeError> {
     let tcp = connect_tcp(ctx, host, port, deadline)
         .await
         .map_err(ProbeError::Connection)?;
@@ -142,8 +219,9 @@ pub(crate) async fn run_dialogue(
             let d = details(tls.get_ref().1);
             let mut reader = BufReader::new(tls);
             let first = machine.start();
-            match drive(machine, &mut reader, first, host, &step, deadline).await? {
-                Ended::Closed => Ok(d),
+            match drive(machine, &mut reader, first, host, &step, deadline, keep).await? {
+                Ended::Closed => Ok((d, None)),
+                Ended::Idle => Ok((d, Some(reader))),
                 Ended::StartTls => Err(ProbeError::Protocol(ProtocolError::new(
                     "unexpected STARTTLS on implicit TLS",
                 ))),
@@ -153,7 +231,10 @@ pub(crate) async fn run_dialogue(
             // the plain phase only reads the capability list and asks for STARTTLS.
             let mut plain = BufReader::new(tcp);
             let first = machine.start();
-            if let Ended::Closed = drive(machine, &mut plain, first, host, &step, deadline).await? {
+            // Nothing is kept from the plain phase.
+            if let Ended::Closed | Ended::Idle =
+                drive(machine, &mut plain, first, host, &step, deadline, false).await?
+            {
                 return Err(ProbeError::Protocol(
                     machine.outcome().err().unwrap_or_else(|| {
                         ProtocolError::new("the server ended the session before STARTTLS")
@@ -170,13 +251,33 @@ pub(crate) async fn run_dialogue(
             let d = details(tls.get_ref().1);
             let mut reader = BufReader::new(tls);
             let next = machine.on_tls();
-            match drive(machine, &mut reader, next, host, &step, deadline).await? {
-                Ended::Closed => Ok(d),
+            match drive(machine, &mut reader, next, host, &step, deadline, keep).await? {
+                Ended::Closed => Ok((d, None)),
+                Ended::Idle => Ok((d, Some(reader))),
                 Ended::StartTls => Err(ProbeError::Protocol(ProtocolError::new(
                     "STARTTLS asked twice",
                 ))),
             }
         }
+    }
+}
+
+/// Run `machine` (one that starts by itself, like [`pacc_proto::auth::login::Login::resume`])
+/// on a connection a probe left idle, until it closes.
+pub(crate) async fn continue_dialogue(
+    ctx: &FetchContext<'_>,
+    machine: &mut dyn LineProbe,
+    conn: &mut TlsConn,
+    host: &Domain,
+    deadline: Instant,
+) -> Result<(), ProbeError> {
+    let step = step_deadline(ctx, deadline);
+    let first = machine.start();
+    match drive(machine, conn, first, host, &step, deadline, false).await? {
+        Ended::Closed | Ended::Idle => Ok(()),
+        Ended::StartTls => Err(ProbeError::Protocol(ProtocolError::new(
+            "STARTTLS after TLS",
+        ))),
     }
 }
 
@@ -189,6 +290,8 @@ fn step_deadline(ctx: &FetchContext<'_>, deadline: Instant) -> impl Fn() -> Inst
 enum Ended {
     Closed,
     StartTls,
+    /// Idle and kept (nothing written).
+    Idle,
 }
 
 /// Perform actions until the machine closes or asks for STARTTLS.
@@ -203,6 +306,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     host: &Domain,
     step: &impl Fn() -> Instant,
     deadline: Instant,
+    keep: bool,
 ) -> Result<Ended, ProbeError> {
     let timeout = |stage: &str| ProbeError::Timeout {
         stage: format!("{stage} from {host}"),
@@ -210,6 +314,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     loop {
         if Instant::now() >= deadline {
             return Err(timeout("reading replies"));
+        }
+        if keep && action.next == Next::Idle {
+            return Ok(Ended::Idle);
         }
         if !action.write.is_empty() {
             match timeout_at(step(), reader.get_mut().write_all(&action.write)).await {
@@ -220,7 +327,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             let _ = timeout_at(step(), reader.get_mut().flush()).await;
         }
         match action.next {
-            Next::Close => {
+            Next::Close | Next::Idle => {
                 let _ = timeout_at(step(), reader.get_mut().shutdown()).await;
                 return Ok(Ended::Closed);
             }
@@ -270,8 +377,9 @@ async fn probe_http(
     url: &HttpsUrl,
     auth: Option<&Authentication>,
     deadline: Instant,
+    keep: bool,
 ) -> Result<Probed, ProbeError> {
-    let (status, headers, d) = http_request(ctx, kind, url, None, deadline).await?;
+    let (status, headers, d, conn) = http_request(ctx, kind, url, None, deadline, keep).await?;
     let all = |name| -> Vec<String> {
         headers
             .get_all(name)
@@ -292,19 +400,25 @@ async fn probe_http(
     )
     .map_err(ProbeError::Protocol)?;
     let usable = usable::http(&caps, auth);
-    Ok((d, Offered::Http(caps), usable))
+    Ok((d, Offered::Http(caps), usable, conn.map(ParkedConn::Http)))
 }
+
+/// The body of a probe's answer is read to its end (at most this much) so that the
+/// connection can carry the sign-in's request.
+const MAX_PROBE_BODY: usize = 64 * 1024;
 
 /// One request to an HTTP service (P-6: JMAP `GET` of the session resource; DAV `PROPFIND`
 /// depth 0 on the context path), optionally with an `Authorization` value. Returns status,
-/// headers and the TLS session; the body is not read.
+/// headers and the TLS session; with `keep`, the body is read (bounded) and the connection
+/// returned for another request, otherwise the body is not read.
 pub(crate) async fn http_request(
     ctx: &FetchContext<'_>,
     kind: ServiceKind,
     url: &HttpsUrl,
     authorization: Option<&pacc_proto::auth::Secret>,
     deadline: Instant,
-) -> Result<(u16, hyper::HeaderMap, TlsDetails), ProbeError> {
+    keep: bool,
+) -> Result<(u16, hyper::HeaderMap, TlsDetails, Option<HttpConn>), ProbeError> {
     let host = url.host();
     let tcp = connect_tcp(ctx, host, 443, deadline)
         .await
@@ -314,16 +428,9 @@ pub(crate) async fn http_request(
         .map_err(ProbeError::Connection)?;
     let d = details(tls.get_ref().1);
     let step = (Instant::now() + ctx.timeouts.response).min(deadline);
-    let h = host.to_string();
-    let conn_err = |e: hyper::Error| {
-        ProbeError::Connection(FetchError::Protocol {
-            host: h.clone(),
-            detail: e.to_string(),
-        })
-    };
     let mut builder = hyper::client::conn::http1::Builder::new();
     builder.max_buf_size(64 * 1024).max_headers(200);
-    let (mut sender, conn) = timeout_at(
+    let (sender, conn) = timeout_at(
         step,
         builder.handshake::<_, Empty<Bytes>>(TokioIo::new(tls)),
     )
@@ -331,10 +438,33 @@ pub(crate) async fn http_request(
     .map_err(|_| ProbeError::Timeout {
         stage: "HTTP handshake".into(),
     })?
-    .map_err(conn_err)?;
-    let _driver = crate::https::AbortOnDrop(tokio::spawn(async move {
-        let _ = conn.await;
-    }));
+    .map_err(|e| hyper_error(host, e))?;
+    let mut conn = HttpConn {
+        sender,
+        _driver: crate::https::AbortOnDrop(tokio::spawn(async move {
+            let _ = conn.await;
+        })),
+    };
+    let (status, headers, complete) =
+        send_http(ctx, &mut conn, kind, url, authorization, deadline, keep).await?;
+    Ok((status, headers, d, (keep && complete).then_some(conn)))
+}
+
+/// Send one request on `conn` (by `deadline` and the response step limit). With
+/// `read_body`, the body is read to its end (at most [`MAX_PROBE_BODY`]); the last value
+/// says whether it was, so that the connection can carry another request.
+pub(crate) async fn send_http(
+    ctx: &FetchContext<'_>,
+    conn: &mut HttpConn,
+    kind: ServiceKind,
+    url: &HttpsUrl,
+    authorization: Option<&pacc_proto::auth::Secret>,
+    deadline: Instant,
+    read_body: bool,
+) -> Result<(u16, hyper::HeaderMap, bool), ProbeError> {
+    use http_body_util::BodyExt as _;
+    let host = url.host();
+    let step = (Instant::now() + ctx.timeouts.response).min(deadline);
     let method = if kind == ServiceKind::Jmap {
         "GET"
     } else {
@@ -354,35 +484,52 @@ pub(crate) async fn http_request(
     let request = request
         .body(Empty::<Bytes>::new())
         .map_err(|e| ProbeError::Protocol(ProtocolError(e.to_string())))?;
-    let response = timeout_at(step, sender.send_request(request))
+    let response = timeout_at(step, conn.sender.send_request(request))
         .await
         .map_err(|_| ProbeError::Timeout {
             stage: format!("HTTP response from {host}"),
         })?
-        .map_err(conn_err)?;
-    Ok((response.status().as_u16(), response.headers().clone(), d))
+        .map_err(|e| hyper_error(host, e))?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let mut complete = false;
+    if read_body {
+        let body = http_body_util::Limited::new(response.into_body(), MAX_PROBE_BODY);
+        complete = matches!(timeout_at(step, body.collect()).await, Ok(Ok(_)));
+    }
+    Ok((status, headers, complete))
+}
+
+fn hyper_error(host: &Domain, e: hyper::Error) -> ProbeError {
+    ProbeError::Connection(FetchError::Protocol {
+        host: host.to_string(),
+        detail: e.to_string(),
+    })
 }
 
 /// Probe every service of `config` concurrently under one deadline, reporting each result
-/// as it arrives.
+/// as it arrives; with `keep`, also the connections left idle for the sign-in.
 pub(crate) async fn probe_all(
     ctx: &FetchContext<'_>,
     config: &Config,
     deadline: Instant,
     on_result: &(dyn Fn(&ServiceProbe) + Sync),
-) -> Vec<ServiceProbe> {
+    keep: bool,
+) -> (Vec<ServiceProbe>, Vec<Parked>) {
     use futures_util::StreamExt as _;
     let auth = config.authentication.as_ref();
     let mut running: futures_util::stream::FuturesUnordered<_> = config
         .protocols
         .iter()
-        .map(|s| probe_service(ctx, s, auth, deadline))
+        .map(|s| probe_service(ctx, s, auth, deadline, keep))
         .collect();
     let mut out = Vec::new();
-    while let Some(r) = running.next().await {
+    let mut parked = Vec::new();
+    while let Some((r, conn)) = running.next().await {
         on_result(&r);
         out.push(r);
+        parked.extend(conn);
     }
     out.sort_by_key(|r| r.service);
-    out
+    (out, parked)
 }

@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::https::FetchContext;
-use crate::probe::{http_request, run_dialogue};
+use crate::probe::{Parked, ParkedConn, continue_dialogue, http_request, run_dialogue, send_http};
 
 /// The result of signing in to one service.
 #[derive(Debug, Clone, Serialize)]
@@ -73,6 +73,9 @@ pub struct Credentials {
     pub token: Option<Secret>,
 }
 
+/// Sign in to every chosen service; on a probe's connection from `parked` where one is
+/// still fresh (younger than `idle_limit`, not closed by the server), else on a new one.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn sign_in_all(
     ctx: &FetchContext<'_>,
     config: &Config,
@@ -80,24 +83,36 @@ pub(crate) async fn sign_in_all(
     username: &str,
     credentials: &Credentials,
     confirmed: &Confirmed,
+    mut parked: Vec<Parked>,
+    idle_limit: std::time::Duration,
     deadline: Instant,
 ) -> Vec<Validation> {
     let mut running: FuturesUnordered<_> = choices
         .iter()
         .filter_map(|c| match &c.decision {
-            Decision::Use(m) => Some(sign_in_one(
-                ctx,
-                config,
-                c,
-                m,
-                username,
-                credentials,
-                confirmed,
-                deadline,
-            )),
+            Decision::Use(m) => {
+                let conn = parked
+                    .iter()
+                    .position(|p| p.service == c.service)
+                    .map(|i| parked.swap_remove(i))
+                    .and_then(|p| p.take_fresh(idle_limit));
+                Some(sign_in_one(
+                    ctx,
+                    config,
+                    c,
+                    m,
+                    username,
+                    credentials,
+                    confirmed,
+                    conn,
+                    deadline,
+                ))
+            }
             Decision::Skip { .. } => None,
         })
         .collect();
+    // Connections of services not signed in to are closed now.
+    drop(parked);
     let mut out = Vec::new();
     while let Some(v) = running.next().await {
         out.push(v);
@@ -115,6 +130,7 @@ async fn sign_in_one(
     username: &str,
     credentials: &Credentials,
     confirmed: &Confirmed,
+    conn: Option<ParkedConn>,
     deadline: Instant,
 ) -> Validation {
     let started = Instant::now();
@@ -165,14 +181,32 @@ async fn sign_in_one(
             } else {
                 Credential::Password(secret.clone())
             };
-            let mut login = match Login::new(
-                choice.service,
-                host.as_str(),
-                *port,
-                mechanism,
-                username,
-                credential,
-            ) {
+            let (login, conn) = match conn {
+                Some(ParkedConn::Text { conn, caps }) => (
+                    Login::resume(
+                        choice.service,
+                        host.as_str(),
+                        *port,
+                        mechanism,
+                        username,
+                        credential,
+                        caps,
+                    ),
+                    Some(conn),
+                ),
+                _ => (
+                    Login::new(
+                        choice.service,
+                        host.as_str(),
+                        *port,
+                        mechanism,
+                        username,
+                        credential,
+                    ),
+                    None,
+                ),
+            };
+            let mut login = match login {
                 Ok(l) => l,
                 Err(e) => {
                     return done(ValidationOutcome::NotSent {
@@ -180,7 +214,14 @@ async fn sign_in_one(
                     });
                 }
             };
-            let result = run_dialogue(ctx, &mut login, host, *port, *tls, deadline).await;
+            let result = match conn {
+                Some(mut conn) => {
+                    continue_dialogue(ctx, &mut login, &mut conn, host, deadline).await
+                }
+                None => run_dialogue(ctx, &mut login, host, *port, *tls, deadline, false)
+                    .await
+                    .map(|_| ()),
+            };
             let expected_issuer = login
                 .openid_configuration()
                 .and_then(pacc_proto::auth::oauth::issuer_of_configuration_url);
@@ -215,8 +256,31 @@ async fn sign_in_one(
                     });
                 }
             };
-            match http_request(ctx, choice.service, url, Some(&authorization), deadline).await {
-                Ok((status, headers, _)) => {
+            let answer = match conn {
+                Some(ParkedConn::Http(mut conn)) => send_http(
+                    ctx,
+                    &mut conn,
+                    choice.service,
+                    url,
+                    Some(&authorization),
+                    deadline,
+                    false,
+                )
+                .await
+                .map(|(status, headers, _)| (status, headers)),
+                _ => http_request(
+                    ctx,
+                    choice.service,
+                    url,
+                    Some(&authorization),
+                    deadline,
+                    false,
+                )
+                .await
+                .map(|(status, headers, _, _)| (status, headers)),
+            };
+            match answer {
+                Ok((status, headers)) => {
                     let www: Vec<String> = headers
                         .get_all(hyper::header::WWW_AUTHENTICATE)
                         .iter()

@@ -37,6 +37,20 @@ pub enum FailureClass {
     Transport,
 }
 
+impl FailureClass {
+    /// The stable name (as in JSON).
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureClass::Credentials => "credentials",
+            FailureClass::Mechanism => "mechanism",
+            FailureClass::Account => "account",
+            FailureClass::Authorization => "authorization",
+            FailureClass::Temporary => "temporary",
+            FailureClass::Transport => "transport",
+        }
+    }
+}
+
 /// The result of one sign-in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "result", rename_all = "lowercase")]
@@ -133,6 +147,8 @@ pub fn classify_http(status: u16, bearer_error: Option<&str>) -> Option<FailureC
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     Greeting,
+    /// On a probe's idle connection: the first action authenticates.
+    Resumed,
     Capabilities,
     StartTlsReply,
     TlsCapabilities,
@@ -159,6 +175,9 @@ pub struct Login {
     lines: usize,
     /// RFC 7628 §3.2.2: the `openid-configuration` an OAUTHBEARER error names.
     openid_configuration: Option<String>,
+    /// IMAP tags of the authentication command and the logout (other ones when the
+    /// session continues a probe's connection, whose tags were `a1`, `a2`).
+    tags: (&'static str, &'static str),
 }
 
 impl std::fmt::Debug for Login {
@@ -225,7 +244,27 @@ impl Login {
             caps: Capabilities::default(),
             lines: 0,
             openid_configuration: None,
+            tags: ("a1", "a2"),
         })
+    }
+
+    /// Continue on a connection a probe left idle ([`crate::probe::Next::Idle`]): TLS is
+    /// up and `caps` are what the server offered over it, so the first action is the
+    /// authentication command itself (the same refusals as [`Login::new`]).
+    pub fn resume(
+        kind: ServiceKind,
+        host: &str,
+        port: u16,
+        mechanism: &str,
+        username: &str,
+        credential: Credential,
+        caps: Capabilities,
+    ) -> Result<Self, sasl::Unsendable> {
+        let mut login = Login::new(kind, host, port, mechanism, username, credential)?;
+        login.caps = caps;
+        login.stage = Stage::Resumed;
+        login.tags = ("b1", "b2");
+        Ok(login)
     }
 
     /// The `openid-configuration` URL the server's OAUTHBEARER error response named (RFC
@@ -298,12 +337,14 @@ impl Login {
                     ) else {
                         return self.broken("the credential cannot be quoted".into());
                     };
-                    Action::send(&line(&format!("a1 LOGIN {u} {p}")))
+                    Action::send(&line(&format!("{} LOGIN {u} {p}", self.tags.0)))
                 }
-                (_, Some(ir)) if self.caps.has("SASL-IR") => {
-                    Action::send(&line(&format!("a1 AUTHENTICATE {m} {}", ir.expose())))
-                }
-                _ => Action::send(&line(&format!("a1 AUTHENTICATE {m}"))),
+                (_, Some(ir)) if self.caps.has("SASL-IR") => Action::send(&line(&format!(
+                    "{} AUTHENTICATE {m} {}",
+                    self.tags.0,
+                    ir.expose()
+                ))),
+                _ => Action::send(&line(&format!("{} AUTHENTICATE {m}", self.tags.0))),
             },
             ServiceKind::Pop3 => match (m.as_str(), ir) {
                 ("USER", _) => {
@@ -384,6 +425,9 @@ impl Login {
 
 impl LineProbe for Login {
     fn start(&mut self) -> Action {
+        if self.stage == Stage::Resumed {
+            return self.auth_command();
+        }
         Action::read()
     }
 
@@ -433,30 +477,39 @@ impl LineProbe for Login {
                 if let Some(payload) = text.strip_prefix('+') {
                     return self.continuation(n, payload);
                 }
-                if text.starts_with("a1 OK") {
-                    return self.finish(LoginOutcome::Ok, b"a2 LOGOUT\r\n");
+                let (tag, logout_tag) = self.tags;
+                let logout = line(&format!("{logout_tag} LOGOUT"));
+                let Some(reply) = text
+                    .strip_prefix(tag)
+                    .filter(|r| r.starts_with(' '))
+                    .map(str::trim_start)
+                else {
+                    return Action::read();
+                };
+                if reply.starts_with("OK") {
+                    return self.finish(LoginOutcome::Ok, &logout);
                 }
-                if text.starts_with("a1 ") {
-                    // V-3: a refusal of a mechanism the server never advertised is a
-                    // mechanism problem, whatever code it carries.
-                    let advertised = self.mechanism == "IMAP-LOGIN"
-                        || self.caps.has(&format!("AUTH={}", self.mechanism));
-                    let class = if !advertised
-                        || text
-                            .to_ascii_lowercase()
-                            .contains("unsupported authentication mechanism")
-                    {
-                        FailureClass::Mechanism
-                    } else {
-                        classify_imap(&text)
-                    };
-                    return self.fail(class, raw, b"a2 LOGOUT\r\n");
-                }
-                Action::read()
+                // V-3: a refusal of a mechanism the server never advertised is a mechanism
+                // problem, whatever code it carries.
+                let advertised = self.mechanism == "IMAP-LOGIN"
+                    || self.caps.has(&format!("AUTH={}", self.mechanism))
+                    || self.caps.offers(&self.mechanism);
+                let class = if !advertised
+                    || text
+                        .to_ascii_lowercase()
+                        .contains("unsupported authentication mechanism")
+                {
+                    FailureClass::Mechanism
+                } else {
+                    classify_imap(&text)
+                };
+                self.fail(class, raw, &logout)
             }
             (ServiceKind::Imap, Stage::AuthAbort) => {
-                if text.starts_with("a1 ") {
-                    return self.fail(FailureClass::Credentials, raw, b"a2 LOGOUT\r\n");
+                let (tag, logout_tag) = self.tags;
+                if text.strip_prefix(tag).is_some_and(|r| r.starts_with(' ')) {
+                    let logout = line(&format!("{logout_tag} LOGOUT"));
+                    return self.fail(FailureClass::Credentials, raw, &logout);
                 }
                 Action::read()
             }

@@ -5,7 +5,7 @@ use imap_codec::decode::Decoder as _;
 use imap_codec::imap_types::response::{Code, Data, GreetingKind, Response, Status};
 use imap_codec::{GreetingCodec, ResponseCodec};
 
-use super::{Action, Capabilities, LineProbe, MAX_LINES, Next, ProtocolError, show};
+use super::{Action, Capabilities, LineProbe, MAX_LINES, ProtocolError, show};
 
 #[derive(Debug, PartialEq, Eq)]
 enum State {
@@ -102,7 +102,7 @@ impl LineProbe for ImapProbe {
                         return self.fail(e.0);
                     }
                     self.state = State::Done;
-                    return Action::send_then(b"a2 LOGOUT\r\n", Next::Close);
+                    return Action::idle(b"a2 LOGOUT\r\n");
                 }
                 self.state = State::Capability;
                 Action::send(b"a1 CAPABILITY\r\n")
@@ -124,7 +124,7 @@ impl LineProbe for ImapProbe {
                             return self.fail("CAPABILITY returned no capabilities");
                         }
                         self.state = State::Done;
-                        Action::send_then(b"a2 LOGOUT\r\n", Next::Close)
+                        Action::idle(b"a2 LOGOUT\r\n")
                     }
                     Response::Status(Status::Bye(_)) => {
                         self.fail(format!("the server closed the session: {}", show(line)))

@@ -167,7 +167,7 @@ impl LineProbe for SieveProbe {
                 Ok(false) => Action::read(),
                 Ok(true) => {
                     self.state = State::Done;
-                    Action::send_then(b"LOGOUT\r\n", Next::Close)
+                    Action::idle(b"LOGOUT\r\n")
                 }
             },
             State::Done | State::Failed(_) => Action::close(),

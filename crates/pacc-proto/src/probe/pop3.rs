@@ -1,6 +1,6 @@
 //! POP3 on 995, implicit TLS (P-4, RFC 1939, RFC 2449 `CAPA`, RFC 5034 `SASL`).
 
-use super::{Action, Capabilities, LineProbe, MAX_LINES, Next, ProtocolError, show};
+use super::{Action, Capabilities, LineProbe, MAX_LINES, ProtocolError, show};
 
 #[derive(Debug, PartialEq, Eq)]
 enum State {
@@ -68,7 +68,7 @@ impl LineProbe for Pop3Probe {
                 } else if text.starts_with("-ERR") {
                     // RFC 2449 servers answer CAPA; one that does not offers no SASL.
                     self.state = State::Done;
-                    Action::send_then(b"QUIT\r\n", Next::Close)
+                    Action::idle(b"QUIT\r\n")
                 } else {
                     self.fail(format!("unexpected reply to CAPA: {}", show(line)))
                 }
@@ -76,7 +76,7 @@ impl LineProbe for Pop3Probe {
             State::CapaLines => {
                 if text == "." {
                     self.state = State::Done;
-                    return Action::send_then(b"QUIT\r\n", Next::Close);
+                    return Action::idle(b"QUIT\r\n");
                 }
                 let mut words = text.split_ascii_whitespace();
                 let added = match words.next().map(str::to_ascii_uppercase).as_deref() {

@@ -1,6 +1,6 @@
 //! Submission on 465, implicit TLS (P-3, RFC 8314, RFC 5321 `EHLO`, RFC 4954 `AUTH`).
 
-use super::{Action, Capabilities, LineProbe, MAX_LINES, Next, ProtocolError, show};
+use super::{Action, Capabilities, LineProbe, MAX_LINES, ProtocolError, show};
 
 #[derive(Debug, PartialEq, Eq)]
 enum State {
@@ -103,7 +103,7 @@ impl LineProbe for SmtpProbe {
                 }
                 if last {
                     self.state = State::Done;
-                    return Action::send_then(b"QUIT\r\n", Next::Close);
+                    return Action::idle(b"QUIT\r\n");
                 }
                 Action::read()
             }
