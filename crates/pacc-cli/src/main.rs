@@ -6,6 +6,7 @@ mod output;
 mod probe_cmd;
 mod progress;
 mod provider_cmd;
+mod rpc;
 mod setup_cmd;
 mod tty;
 
@@ -346,6 +347,24 @@ enum Command {
     /// publishes a provider there, and shows what `pacc discover` prints for it, then what a
     /// tampered document looks like. Needs permission to bind ports 53 and 443 (root).
     Demo(DemoArgs),
+    /// Serve JSON-RPC 2.0 on stdin/stdout, for apps that embed pacc without linking Rust.
+    ///
+    /// One JSON object per line in each direction. Methods: discover, probe, setup.start →
+    /// setup.confirm → setup.authorize → setup.sign_in (the whole setup as round trips: the
+    /// confirmation, the OAuth URL or device code and the password stay with the app),
+    /// setup.close, cancel, accounts.list/show/remove, export, rpc.discover. Progress arrives
+    /// as `progress` notifications. Results are the objects of the commands' --json output.
+    /// Every request shares the network flags given here (--dns, --ca-file, --timeout per
+    /// request).
+    ///
+    /// Example: echo '{"jsonrpc":"2.0","id":1,"method":"discover","params":{"address":"alice@example.com"}}' | pacc rpc
+    Rpc {
+        /// Print the OpenRPC description of every method and exit.
+        #[arg(long)]
+        openrpc: bool,
+        #[command(flatten)]
+        network: NetworkArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -629,6 +648,20 @@ fn main() -> ExitCode {
                 }
             }
             Command::Demo(args) => demo::run(args.verbose).await,
+            Command::Rpc { openrpc, network } => {
+                if openrpc {
+                    #[allow(clippy::print_stdout)]
+                    {
+                        print!("{}", rpc::OPENRPC);
+                    }
+                    exit::OK
+                } else {
+                    match build_client(&network) {
+                        Ok(client) => rpc::serve(client).await,
+                        Err(code) => code,
+                    }
+                }
+            }
             Command::Accounts { action, json } => {
                 init_logging(0);
                 accounts_cmd::accounts(action, json).await
@@ -677,6 +710,11 @@ pub(crate) fn report_error(message: &str) -> u8 {
 /// Parse the address and build a client from the network flags, or say why not.
 fn prepare(email: &str, network: &NetworkArgs) -> Result<(EmailAddress, Client), u8> {
     let address = EmailAddress::parse(email).map_err(|e| report_error(&e.to_string()))?;
+    Ok((address, build_client(network)?))
+}
+
+/// A client from the network flags, or say why not.
+fn build_client(network: &NetworkArgs) -> Result<Client, u8> {
     let mut builder = Client::builder()
         .dns(network.dns.map_or(DnsConfig::System, DnsConfig::Server))
         .timeouts(Timeouts::with_overall(Duration::from_secs_f64(
@@ -692,8 +730,7 @@ fn prepare(email: &str, network: &NetworkArgs) -> Result<(EmailAddress, Client),
             .add_trust_anchors_pem_file(path)
             .map_err(|e| report_error(&e.to_string()))?;
     }
-    let client = builder.build().map_err(|e| report_error(&e.to_string()))?;
-    Ok((address, client))
+    builder.build().map_err(|e| report_error(&e.to_string()))
 }
 
 async fn discover(args: DiscoverArgs) -> u8 {

@@ -135,6 +135,26 @@ impl<'a> DiscoverOutput<'a> {
         }
     }
 
+    /// A configuration was verified.
+    pub fn is_ok(&self) -> bool {
+        self.ok
+    }
+
+    /// The error's `kind` and `class` (stable strings) and message, if discovery failed.
+    pub fn error_summary(&self) -> Option<(&'static str, &'static str, String)> {
+        self.error.as_ref().map(|e| {
+            (
+                e.kind,
+                match e.class {
+                    FailureClass::Absent => "absent",
+                    FailureClass::Integrity => "integrity",
+                    FailureClass::Temporary => "temporary",
+                },
+                e.message.clone(),
+            )
+        })
+    }
+
     pub fn exit_code(&self) -> u8 {
         match &self.error {
             None => exit::OK,

@@ -14,13 +14,31 @@ use crate::output::{DiscoverOutput, JSON_VERSION};
 use crate::{OutputArgs, exit};
 
 /// The result of `pacc probe` (docs/json-output.md).
+/// The result of `pacc probe --json` (and of the RPC method `probe`).
 #[derive(Serialize)]
-struct ProbeOutput<'a> {
+pub struct ProbeOutput<'a> {
     version: u32,
     ok: bool,
     discovery: &'a DiscoverOutput<'a>,
     services: &'a [ServiceProbe],
     phases: &'a crate::output::Phases,
+}
+
+impl<'a> ProbeOutput<'a> {
+    /// `ok` when every service is usable (and discovery verified something).
+    pub fn new(
+        discovery: &'a DiscoverOutput<'a>,
+        services: &'a [ServiceProbe],
+        phases: &'a crate::output::Phases,
+    ) -> Self {
+        ProbeOutput {
+            version: JSON_VERSION,
+            ok: discovery.is_ok() && services.iter().all(ServiceProbe::is_usable),
+            discovery,
+            services,
+            phases,
+        }
+    }
 }
 
 fn offers(p: &ServiceProbe) -> String {

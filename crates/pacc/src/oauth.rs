@@ -269,7 +269,7 @@ pub(crate) async fn authorize(
     scope: &str,
     resources: &[String],
     store: &ClientStore,
-    random: &mut dyn FnMut(&mut [u8]),
+    random: &mut (dyn FnMut(&mut [u8]) + Send),
     open: OpenUrl<'_>,
     wait: Duration,
     deadline: Instant,
@@ -536,7 +536,7 @@ async fn token_post(
 /// requests (a favicon) get 404. Returns the check's verdict.
 async fn wait_for_redirect(
     listener: &TcpListener,
-    check: &dyn Fn(&str) -> Result<Secret, RedirectError>,
+    check: &(dyn Fn(&str) -> Result<Secret, RedirectError> + Sync),
 ) -> std::io::Result<Result<Secret, RedirectError>> {
     loop {
         let (mut s, _) = listener.accept().await?;
