@@ -97,6 +97,8 @@ enum State {
 struct Slot {
     state: State,
     cancel: CancelHandle,
+    /// The session's events, taken by the request running on it.
+    events: Option<Events>,
 }
 
 struct Server {
@@ -213,17 +215,36 @@ impl Server {
             .send(json!({"jsonrpc": "2.0", "method": method, "params": params}));
     }
 
-    /// Forward a session's events as `progress` notifications until it ends.
-    fn forward(self: &Arc<Self>, session: String, mut events: Events) {
-        let me = self.clone();
-        tokio::spawn(async move {
-            while let Some(e) = events.next().await {
-                me.notify(
+    /// Run a step of session `id`, sending its events as `progress` notifications as they
+    /// arrive, all of them before the step's own response.
+    async fn with_progress<T>(
+        &self,
+        id: &str,
+        events: &mut Option<Events>,
+        step: impl Future<Output = T>,
+    ) -> T {
+        match events {
+            Some(events) => crate::setup_cmd::with_events(step, events, |e| {
+                self.notify(
                     "progress",
-                    json!({"session": session, "event": serde_json::to_value(&e).unwrap_or_default()}),
+                    json!({"session": id, "event": serde_json::to_value(&e).unwrap_or_default()}),
                 );
-            }
-        });
+            })
+            .await,
+            None => step.await,
+        }
+    }
+
+    fn take_events(&self, id: &str) -> Option<Events> {
+        self.lock_sessions()
+            .get_mut(id)
+            .and_then(|s| s.events.take())
+    }
+
+    fn put_events(&self, id: &str, events: Option<Events>) {
+        if let Some(slot) = self.lock_sessions().get_mut(id) {
+            slot.events = events;
+        }
     }
 
     async fn handle(self: &Arc<Self>, request: Value) -> (Value, Result<Value, RpcError>) {
@@ -346,13 +367,18 @@ impl Server {
             Slot {
                 state: State::Busy,
                 cancel,
+                events: None,
             },
         );
-        self.forward(id.clone(), events);
-        match session.prepare().await {
+        let mut events = Some(events);
+        let prepared = self
+            .with_progress(&id, &mut events, session.prepare())
+            .await;
+        match prepared {
             Ok(prepared) => {
                 let out = prepared_json(&id, &prepared);
                 self.put(&id, State::Prepared(Box::new(prepared)));
+                self.put_events(&id, events);
                 Ok(out)
             }
             Err(e) => {
@@ -450,7 +476,12 @@ impl Server {
             }
         };
         let mut confirmed = self.confirmed(&id)?;
-        let r = confirmed.authorize(how).await.map(|o| to_value(o));
+        let mut events = self.take_events(&id);
+        let r = self
+            .with_progress(&id, &mut events, confirmed.authorize(how))
+            .await
+            .map(|o| to_value(o));
+        self.put_events(&id, events);
         match r {
             Ok(oauth) => {
                 let out = json!({
@@ -493,7 +524,10 @@ impl Server {
                 "this setup needs the password (needs_password is true)",
             ));
         }
-        let finished = confirmed.sign_in(password).await;
+        let mut events = self.take_events(&id);
+        let finished = self
+            .with_progress(&id, &mut events, confirmed.sign_in(password))
+            .await;
         self.lock_sessions().remove(&id);
         let finished = finished.map_err(cancelled_or)?;
         let saved = if save {
@@ -695,7 +729,10 @@ mod tests {
     #[test]
     fn openrpc_lists_every_method_and_only_those() {
         let doc: Value = serde_json::from_str(OPENRPC).unwrap();
-        assert_eq!(doc["openrpc"].as_str().unwrap().split('.').next(), Some("1"));
+        assert_eq!(
+            doc["openrpc"].as_str().unwrap().split('.').next(),
+            Some("1")
+        );
         let mut documented: Vec<&str> = doc["methods"]
             .as_array()
             .unwrap()
