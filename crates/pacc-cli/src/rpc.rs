@@ -224,13 +224,15 @@ impl Server {
         step: impl Future<Output = T>,
     ) -> T {
         match events {
-            Some(events) => crate::setup_cmd::with_events(step, events, |e| {
-                self.notify(
+            Some(events) => {
+                crate::setup_cmd::with_events(step, events, |e| {
+                    self.notify(
                     "progress",
                     json!({"session": id, "event": serde_json::to_value(&e).unwrap_or_default()}),
                 );
-            })
-            .await,
+                })
+                .await
+            }
             None => step.await,
         }
     }
@@ -480,7 +482,7 @@ impl Server {
         let r = self
             .with_progress(&id, &mut events, confirmed.authorize(how))
             .await
-            .map(|o| to_value(o));
+            .map(to_value);
         self.put_events(&id, events);
         match r {
             Ok(oauth) => {

@@ -171,7 +171,7 @@ pub struct ServiceInfo {
 pub struct Discovery {
     /// Where its bytes came from.
     pub url: String,
-    /// `primary` or `mx-fallback`.
+    /// `well-known` or `mx-fallback`.
     pub method: String,
     /// The provider's name, if it gives one.
     pub provider: Option<String>,
@@ -285,7 +285,7 @@ pub struct ServiceResult {
     pub ok: bool,
     /// The failure class: `credentials`, `mechanism`, `account`, `authorization`,
     /// `temporary`, `transport`; `not-sent` when nothing was sent.
-    pub class: Option<String>,
+    pub failure: Option<String>,
     /// The server's or the connection's words.
     pub detail: Option<String>,
 }
@@ -733,7 +733,7 @@ impl Setup {
             AuthFlow::NoWait => Authorization::NoWait,
         };
         let (confirmed, report) = on_runtime(&self.rt, async move {
-            let r = confirmed.authorize(how).await.map(Clone::clone);
+            let r = confirmed.authorize(how).await.cloned();
             (confirmed, r)
         })
         .await?;
@@ -778,7 +778,7 @@ impl Setup {
                         Method::Oauth { mechanism } => ("oauth", mechanism.clone()),
                         Method::Password { mechanism } => ("password", mechanism.clone()),
                     };
-                    let (ok, class, detail) = match &v.outcome {
+                    let (ok, failure, detail) = match &v.outcome {
                         pacc::signin::ValidationOutcome::Ok => (true, None, None),
                         pacc::signin::ValidationOutcome::Failed { class, message } => {
                             (false, Some(class.name().to_owned()), Some(message.clone()))
@@ -793,7 +793,7 @@ impl Setup {
                         method: method.to_owned(),
                         mechanism,
                         ok,
-                        class,
+                        failure,
                         detail,
                     }
                 })

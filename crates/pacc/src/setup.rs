@@ -128,7 +128,7 @@ pub enum Event {
     Discovered {
         /// Where its bytes came from.
         url: String,
-        /// `primary` or `mx-fallback`.
+        /// `well-known` or `mx-fallback`.
         method: Source,
         /// How many services it describes.
         services: usize,

@@ -1,0 +1,132 @@
+//! The Python binding, tested from Python: pytest (bindings/python/test_ffi.py) imports the
+//! generated module with this build of the library and drives discover → probe → setup
+//! against real peers (Dovecot behind a verified configuration), a tampered provider (a
+//! typed `PaccError.Integrity`) and a stalled one (cancellation).
+#![allow(clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use pacc_testbed::peers::{self, Dovecot};
+use pacc_testbed::{Behaviour, Reply, Testbed, sha256_record};
+
+const DOC: &str = r#"{"protocols":{"imap":{"host":"imap.example.test"},"pop3":{"host":"pop.example.test"},"managesieve":{"host":"sieve.example.test"}},"authentication":{"password":true},"info":{"provider":{"name":"Embedded"}}}"#;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The library cargo built for this test run (target/debug/libpacc_ffi.so or its deps/).
+fn library() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    let name = format!(
+        "{}pacc_ffi{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    [deps.join(&name), deps.parent().unwrap().join(&name)]
+        .into_iter()
+        .filter(|p| p.exists())
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+        .unwrap_or_else(|| panic!("{name} was not built next to {}", exe.display()))
+}
+
+fn python_with_pytest() -> bool {
+    let ok = peers::available("dovecot")
+        && Command::new("python3")
+            .args(["-c", "import pytest"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("SKIPPED: needs dovecot and python3 with pytest (.ci/run installs them)");
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_binding_sets_up_an_account() {
+    if !python_with_pytest() {
+        return;
+    }
+    let tb = Testbed::start().await.unwrap();
+    let dovecot = Dovecot::start(
+        &tb,
+        &[
+            "imap.example.test",
+            "pop.example.test",
+            "sieve.example.test",
+        ],
+    )
+    .await
+    .unwrap();
+    let _good = tb.provider("example.test", DOC.as_bytes()).await.unwrap();
+    let _tampered = tb
+        .serve_document("tampered.test", DOC.as_bytes())
+        .await
+        .unwrap();
+    tb.publish_txt(
+        "tampered.test",
+        &sha256_record(b"what the provider published"),
+    )
+    .await
+    .unwrap();
+    let _stall = tb
+        .https_host(
+            &["ua-auto-config.stall.test"],
+            Behaviour::new(Reply::NeverAnswer),
+        )
+        .await
+        .unwrap();
+    tb.publish_txt("stall.test", &sha256_record(DOC.as_bytes()))
+        .await
+        .unwrap();
+
+    // The committed module and this build's library, side by side.
+    let module = tempfile::tempdir().unwrap();
+    let lib = library();
+    std::fs::copy(&lib, module.path().join(lib.file_name().unwrap())).unwrap();
+    for file in ["pacc_ffi.py", "test_ffi.py"] {
+        std::fs::copy(
+            root().join("bindings/python").join(file),
+            module.path().join(file),
+        )
+        .unwrap();
+    }
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new("python3")
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "test_ffi.py",
+        ])
+        .current_dir(module.path())
+        .env("PACC_DNS", tb.dns_addr().to_string())
+        .env("PACC_CA", tb.ca_file())
+        .env("PACC_ADDRESS", peers::USERS[0].0)
+        .env("PACC_PASSWORD", peers::USERS[0].1)
+        .env("PACC_DOMAIN", "example.test")
+        .env("PACC_TAMPERED", "alice@tampered.test")
+        .env("PACC_STALL", "alice@stall.test")
+        .env("PACC_DATA_DIR", data.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{text}");
+    assert!(out.status.success(), "pytest failed:\n{text}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = std::fs::read_to_string(dovecot.dir().join("dovecot.log")).unwrap_or_default();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("managesieve-login:")
+                && l.contains("Login: user=<alice@example.test>")),
+        "the binding's sign-in reached Dovecot:\n{log}"
+    );
+}
