@@ -3,6 +3,7 @@
 #![allow(clippy::print_stderr)]
 
 mod discovery;
+mod examples;
 mod fallback;
 mod fuzz_regressions;
 mod hostile;
