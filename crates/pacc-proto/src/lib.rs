@@ -16,6 +16,16 @@
 //! - [`mta_sts`]: MTA-STS records and policies (RFC 8461).
 //! - [`mx`]: MX host selection and the MX-derived configuration location.
 //! - [`discovery`]: the discovery state machine: primary path and MX fallback.
+//! - [`probe`]: the probe machines for IMAP, POP3, submission and ManageSieve (what to
+//!   write, what each line means) and the HTTP challenge parser for JMAP and DAV.
+//! - [`auth`]: choosing a method per service, the confirmation gate (SEC-1), SASL, the
+//!   sign-in dialogues, OAuth (RFC 8414, 7591, PKCE, -06 rules).
+//! - [`account`], [`export`]: the saved account and the client configurations made from it.
+//! - [`provider`]: the provider's side: descriptions rendered to documents and DNS records.
+//!
+//! An app with its own network stack drives these machines itself; the `pacc` crate's
+//! `examples/own_network.rs` shows discovery and the probes answered with hickory-proto,
+//! rustls and hand-written HTTP.
 //!
 //! ```
 //! use pacc_proto::discovery::{Discovery, Options, Request, Response, Step};
@@ -42,6 +52,7 @@
 //! let Step::Done(report) = d.step() else { panic!() };
 //! assert!(report.outcome.is_ok());
 //! ```
+#![deny(missing_docs)]
 
 pub mod account;
 pub mod auth;

@@ -1,20 +1,73 @@
-//! # pacc: discover and verify PACC configurations
+//! # pacc: set up mail, calendar and contacts accounts from an email address (PACC)
 //!
-//! From an email address, [`Client::discover`] finds the provider's configuration the way
-//! draft-ietf-mailmaint-pacc prescribes: it fetches
+//! A person types only their address; pacc finds the configuration their provider
+//! publishes (draft-ietf-mailmaint-pacc), verifies it, checks every server, shows which
+//! domains would receive their credentials, signs in with OAuth or the password, and keeps
+//! the account. This crate is the network shell around the sans-IO protocol core
+//! [`pacc_proto`]; apps that must use their own network stack drive that core directly
+//! (see *Bring your own network* below).
+//!
+//! ## The whole flow: [`setup::SetupSession`]
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use pacc::setup::{Answer, Authorization, SetupOptions, SetupSession};
+//! use pacc::{Client, DnsConfig};
+//! use pacc_proto::{auth::Secret, name::EmailAddress};
+//!
+//! let client = Arc::new(Client::builder().dns(DnsConfig::System).build()?);
+//! let address = EmailAddress::parse("alice@example.com")?;
+//! let (session, mut events) = SetupSession::new(client, address, SetupOptions::default());
+//! tokio::spawn(async move {
+//!     // Progress, the OAuth URL to open (`Event::OpenUrl`), the device code…
+//!     while let Some(event) = events.next().await {
+//!         println!("{event:?}");
+//!     }
+//! });
+//! // 1. Discover, probe, plan. Nothing secret has been sent.
+//! let prepared = session.prepare().await?;
+//! let request = prepared.confirmation().ok_or("no service can be signed in to")?;
+//! println!("{}", request.display()); // every host that would get a credential
+//! // 2. The user's answer; refusing sends nothing.
+//! let mut confirmed = prepared.confirm(Answer::Yes).map_err(|r| r.error)?;
+//! // 3. OAuth where offered (falls back to the password where allowed), then sign in.
+//! if confirmed.uses_oauth() {
+//!     confirmed.authorize(Authorization::Browser { wait: std::time::Duration::from_secs(300) }).await?;
+//! }
+//! let password = confirmed.needs_password().then(|| Secret::new("…".to_owned()));
+//! let finished = confirmed.sign_in(password).await?;
+//! for account in finished.accounts() {
+//!     println!("{} as {}", account.service, account.username);
+//! }
+//! // 4. Keep it (the secrets go to the system keyring with the `keyring` feature).
+//! let (saved, _account) = finished.save(&pacc::setup::SaveOptions::default()).await;
+//! # let _ = saved; Ok(()) }
+//! ```
+//!
+//! The same program, complete, is `examples/setup.rs`; the test suite runs it against real
+//! servers (Dovecot behind a published, verified configuration; a tampered one; a stalled
+//! one, cancelled). Cancel a session with [`setup::CancelHandle`] or by dropping the step's
+//! future: nothing half-sent remains. One deadline ([`Timeouts::overall`]) covers every
+//! step; the time the app holds the session between steps (the user reading, typing) is not
+//! counted.
+//!
+//! The parts, for apps that need only some: [`Client::discover`] (find and verify),
+//! [`Client::probe`] (what each server offers; no credential sent),
+//! [`Client::oauth_metadata`], [`Client::oauth_authorize`], [`Client::sign_in`],
+//! [`accounts`] (saved accounts, [`accounts::access_token`]), [`serve`] (the provider side).
+//!
+//! ## Discovery
+//!
+//! [`Client::discover`] fetches
 //! `https://ua-auto-config.<domain>/.well-known/user-agent-configuration.json` over TLS 1.3
 //! with full certificate validation **while** it looks up the digest record
 //! `_ua-auto-config.<domain>` in DNS, checks the exact bytes against the digest, and only
 //! then reads the JSON. The result is a [`Report`]: the verified configuration or a precise,
-//! classified error, plus the validation trail.
-//!
-//! What it deliberately does not do: follow redirects, accept TLS below 1.3 for the
-//! document, skip or override certificate verification (there is no API for it), send
-//! cookies, credentials or the email address anywhere during discovery.
-//!
-//! The protocol decisions live in the sans-IO crate [`pacc_proto`]; this crate performs the
-//! effects it asks for (DNS through hickory-resolver, HTTPS through rustls and hyper) with a
-//! deadline on every step and on the whole run.
+//! classified error (`kind()`, `class()`: absent, integrity, temporary), plus the trail.
+//! It does not follow redirects, accept TLS below 1.3 for the document, skip or override
+//! certificate verification (there is no API for it), or send cookies, credentials or the
+//! email address anywhere during discovery.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,6 +83,29 @@
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! ## Bring your own network
+//!
+//! On phones the app's own HTTP and DNS stack must carry every request (proxies, VPNs, the
+//! platform trust store). [`pacc_proto`]'s machines do no I/O: [`pacc_proto::discovery::Discovery`]
+//! hands out [`pacc_proto::discovery::Request`]s (TXT, MX, HTTPS GET) and takes the answers;
+//! [`pacc_proto::probe::line_probe`] says what to write and read on a mail server's
+//! connection. `examples/own_network.rs` answers them with hickory-proto over a UDP socket,
+//! rustls with its own root store and hand-written HTTP/1.1, and states what the app's stack
+//! must guarantee; the test suite runs it against the same servers.
+//!
+//! ## Features
+//!
+//! - `keyring` (default): keep passwords and refresh tokens in the system keyring (Secret
+//!   Service on Linux, through the `keyring` crate). Without it nothing secret is ever
+//!   stored; [`accounts::Secrets::Keyring`] reports the keyring as unavailable. Embedders on
+//!   mobile platforms build with `default-features = false` and keep secrets in the
+//!   platform's store.
+//!
+//! Nothing else is optional: discovery, probes, OAuth and sign-in need tokio, rustls (ring),
+//! hyper and hickory-resolver, and nothing more. The testbed, the CLI and the bindings are
+//! other crates (`pacc-testbed`, `pacc-cli`, `pacc-ffi`).
+#![deny(missing_docs)]
 
 pub mod accounts;
 mod dns;
