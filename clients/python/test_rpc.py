@@ -131,3 +131,22 @@ def test_usage_errors_are_json_rpc_errors(rpc):
     with pytest.raises(RpcError) as e:
         rpc.call("discover", address="not an address")
     assert e.value.code == -32602
+
+
+def test_a_saved_account_is_listed_and_exported(rpc):
+    session = rpc.call("setup.start", address=ENV["PACC_ADDRESS"])["session"]
+    rpc.call("setup.confirm", session=session, accept=True)
+    result = rpc.call("setup.sign_in", session=session, password=ENV["PACC_PASSWORD"], save=True, store_secrets="none")
+    assert result["ok"] is True
+    assert result["saved"]["secrets"] == "none" and result["saved"]["password_stored"] is False
+    listed = checked("accounts.list", rpc.call("accounts.list"))
+    assert ENV["PACC_ADDRESS"] in [a["address"] for a in listed["accounts"]]
+    shown = checked("accounts.show", rpc.call("accounts.show", address=ENV["PACC_ADDRESS"]))
+    assert sorted(s["service"] for s in shown["account"]["services"]) == ["imap", "managesieve", "pop3"]
+    exported = checked("export", rpc.call("export", address=ENV["PACC_ADDRESS"], format="mbsync"))
+    assert "imap.example.test" in exported["text"]
+    assert ENV["PACC_PASSWORD"] not in exported["text"]
+    assert checked("accounts.remove", rpc.call("accounts.remove", address=ENV["PACC_ADDRESS"])) == {"removed": ENV["PACC_ADDRESS"]}
+    with pytest.raises(RpcError) as e:
+        rpc.call("accounts.show", address=ENV["PACC_ADDRESS"])
+    assert e.value.code == -32004

@@ -303,7 +303,12 @@ where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let h = host.to_string();
-    let config = ctx.anchors.client_config(tls13_only, alpn);
+    let Some(config) = ctx.anchors.client_config(tls13_only, alpn).await else {
+        return Err(FetchError::CertificateUntrusted {
+            host: h,
+            detail: "no trust anchors: the system has no CA certificates (install ca-certificates) and none were added".into(),
+        });
+    };
     let server_name = ServerName::try_from(h.clone()).map_err(|e| FetchError::Tls {
         host: h.clone(),
         detail: e.to_string(),

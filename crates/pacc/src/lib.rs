@@ -186,11 +186,6 @@ pub enum ClientError {
     /// A trust anchor could not be read or used.
     #[error("trust anchor: {0}")]
     TrustAnchor(String),
-    /// Neither the system nor the caller provided any trust anchor.
-    #[error(
-        "no trust anchors: the system has no CA certificates (install ca-certificates) and none were added"
-    )]
-    NoTrustAnchors,
 }
 
 /// Something the client is doing, for progress displays.
@@ -213,6 +208,23 @@ pub enum Progress {
         /// How long it took.
         elapsed: Duration,
     },
+}
+
+/// The requests the machine wants now, those on the longest path first: a fetch starts
+/// with its address lookup and then needs TCP and TLS, an MX answer leads to more lookups,
+/// while a TXT answer is only compared at the end. So the address and MX questions leave
+/// before the TXT ones (the digest, MTA-STS).
+fn first_things_first(machine: &mut Discovery) -> Vec<(RequestId, Request)> {
+    let mut batch = Vec::new();
+    while let Some(r) = machine.poll_request() {
+        batch.push(r);
+    }
+    batch.sort_by_key(|(_, r)| match r {
+        Request::Fetch { .. } => 0,
+        Request::Mx { .. } => 1,
+        _ => 2,
+    });
+    batch
 }
 
 /// Cryptographically secure random bytes (the OS generator through ring).
@@ -278,10 +290,10 @@ impl ClientBuilder {
 
     /// Build the client. Reads the system's trust anchors and DNS configuration.
     pub fn build(self) -> Result<Client, ClientError> {
+        // The system's roots are read in the background (see `tls::TrustAnchors`); a
+        // system without any, and no extra ones, fails the first TLS handshake with
+        // `certificate-untrusted` ("no trust anchors").
         let anchors = tls::TrustAnchors::new(true, &self.extra_roots)?;
-        if anchors.is_empty() {
-            return Err(ClientError::NoTrustAnchors);
-        }
         let dns = dns::Dns::new(&self.dns, self.timeouts.dns)?;
         Ok(Client {
             dns,
@@ -354,14 +366,14 @@ impl Client {
         let mut machine = Discovery::with_options(domain.clone(), self.options);
         let mut running = FuturesUnordered::new();
         loop {
-            while let Some((id, request)) = machine.poll_request() {
+            for (id, request) in first_things_first(&mut machine) {
                 running.push(self.perform(id, request, deadline, progress));
             }
             if let Step::Done(report) = machine.step() {
                 return *report;
             }
             // Deciding may have started new requests (the fallback, its hosts).
-            while let Some((id, request)) = machine.poll_request() {
+            for (id, request) in first_things_first(&mut machine) {
                 running.push(self.perform(id, request, deadline, progress));
             }
             match tokio::time::timeout_at(deadline, running.next()).await {

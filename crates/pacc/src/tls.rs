@@ -14,9 +14,47 @@ use rustls::{CertificateError, ClientConfig, RootCertStore};
 use crate::ClientError;
 
 /// The set of trust anchors a [`crate::Client`] verifies certificates against.
+///
+/// The system's roots are read once, on a thread of their own started when the client is
+/// built, so that reading and parsing them runs alongside the first DNS questions instead
+/// of before them; the first TLS handshake waits for them if it has to.
 #[derive(Debug, Clone)]
 pub(crate) struct TrustAnchors {
-    roots: Arc<RootCertStore>,
+    loaded: Arc<Loaded>,
+}
+
+#[derive(Debug, Default)]
+struct Loaded {
+    roots: std::sync::OnceLock<Arc<RootCertStore>>,
+    ready: tokio::sync::Notify,
+}
+
+/// Where Linux and BSD distributions keep their one bundle of every trusted root.
+const BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+    "/usr/local/share/certs/ca-root-nss.crt",
+];
+
+/// The system's roots, read once: the distribution's bundle when there is one (its
+/// directory of hashed links holds the same certificates again), else whatever
+/// rustls-native-certs finds (also where SSL_CERT_FILE / SSL_CERT_DIR say).
+fn system_roots() -> Vec<CertificateDer<'static>> {
+    let overridden =
+        std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some();
+    if !overridden {
+        for bundle in BUNDLES {
+            if let Ok(certs) = CertificateDer::pem_file_iter(bundle) {
+                let certs: Vec<_> = certs.filter_map(Result::ok).collect();
+                if !certs.is_empty() {
+                    return certs;
+                }
+            }
+        }
+    }
+    rustls_native_certs::load_native_certs().certs
 }
 
 impl TrustAnchors {
@@ -25,27 +63,58 @@ impl TrustAnchors {
         extra: &[CertificateDer<'static>],
     ) -> Result<Self, ClientError> {
         let mut roots = RootCertStore::empty();
-        if system {
-            // Unreadable individual system certificates are skipped, as every TLS client does.
-            let native = rustls_native_certs::load_native_certs();
-            roots.add_parsable_certificates(native.certs);
-        }
         for cert in extra {
             roots.add(cert.clone()).map_err(|e| {
                 ClientError::TrustAnchor(format!("not a usable CA certificate: {e}"))
             })?;
         }
-        Ok(TrustAnchors {
-            roots: Arc::new(roots),
-        })
+        let loaded = Arc::new(Loaded::default());
+        if system {
+            let l = loaded.clone();
+            let spawned = std::thread::Builder::new()
+                .name("pacc-trust-anchors".into())
+                .spawn(move || {
+                    // Unreadable individual system certificates are skipped, as every TLS
+                    // client does.
+                    roots.add_parsable_certificates(system_roots());
+                    let _ = l.roots.set(Arc::new(roots));
+                    l.ready.notify_waiters();
+                });
+            if let Err(e) = spawned {
+                return Err(ClientError::TrustAnchor(format!(
+                    "cannot start reading the system's roots: {e}"
+                )));
+            }
+        } else {
+            let _ = loaded.roots.set(Arc::new(roots));
+        }
+        Ok(TrustAnchors { loaded })
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.roots.is_empty()
+    /// The roots, once read.
+    pub(crate) async fn roots(&self) -> Arc<RootCertStore> {
+        loop {
+            let notified = self.loaded.ready.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(r) = self.loaded.roots.get() {
+                return r.clone();
+            }
+            notified.await;
+        }
     }
 
-    /// A client configuration: TLS 1.3 only when `tls13_only` (RET-5), else 1.2+ (SEC-5).
-    pub(crate) fn client_config(&self, tls13_only: bool, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+    /// A client configuration: TLS 1.3 only when `tls13_only` (RET-5), else 1.2+ (SEC-5);
+    /// `None` when there is no trust anchor at all.
+    pub(crate) async fn client_config(
+        &self,
+        tls13_only: bool,
+        alpn: &[&[u8]],
+    ) -> Option<Arc<ClientConfig>> {
+        let roots = self.roots().await;
+        if roots.is_empty() {
+            return None;
+        }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let versions: &[&rustls::SupportedProtocolVersion] = if tls13_only {
             &[&rustls::version::TLS13]
@@ -55,11 +124,11 @@ impl TrustAnchors {
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(versions)
             .expect("ring supports TLS 1.2 and 1.3")
-            .with_root_certificates(self.roots.clone())
+            .with_root_certificates(roots)
             .with_no_client_auth();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         // No session resumption across hosts is needed; keep the default in-memory cache.
-        Arc::new(config)
+        Some(Arc::new(config))
     }
 }
 

@@ -93,7 +93,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     use ScriptStep::{ReadLine, StartTls};
     let s = ScriptStep::send;
     let scripted: [(&str, u16, bool, Vec<ScriptStep>); 4] = [
-        // Capabilities in the greeting; the next command (LOGOUT or AUTHENTICATE) gets OK.
+        // Capabilities in the greeting; the next command (LOGOUT, or AUTHENTICATE tagged b1
+        // on the probe's connection or a1 on a new one) gets OK.
         (
             "imap.full.bench",
             993,
@@ -101,11 +102,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             vec![
                 s("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready\r\n"),
                 ReadLine,
-                s("a1 OK done\r\n"),
+                s("b1 OK done\r\na1 OK done\r\n"),
                 ReadLine,
             ],
         ),
-        // CAPA's answer doubles as AUTH's +OK.
+        // CAPA's answer doubles as AUTH's +OK on a new connection; on the probe's own
+        // connection AUTH comes after CAPA.
         (
             "pop.full.bench",
             995,
@@ -114,6 +116,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 s("+OK ready\r\n"),
                 ReadLine,
                 s("+OK\r\nUSER\r\nSASL PLAIN\r\n.\r\n"),
+                ReadLine,
+                s("+OK logged in\r\n"),
                 ReadLine,
             ],
         ),
