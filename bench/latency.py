@@ -180,16 +180,17 @@ def main():
     ap.add_argument("--runs", type=int, default=20, help="runs per scenario (default 20)")
     ap.add_argument("--deadline", type=float, default=3.0, help="pacc --timeout for the stall scenarios (s)")
     ap.add_argument("--write-doc", action="store_true", help="append the results to docs/latency.md")
+    ap.add_argument("--pacc", help="time this pacc binary instead of the freshly built one (to compare builds)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/latency.py must run as root (it creates network namespaces)")
-    for tool, pkg in (("ip", "iproute2"), ("ping", "iputils-ping")):
+    for tool, pkg in (("ip", "iproute2"), ("ping", "iputils-ping"), ("/usr/bin/time", "time")):
         if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True).returncode != 0:
             subprocess.run(["apt-get", "update", "-qq"], check=True)
             subprocess.run(["apt-get", "install", "-y", "-qq", pkg], check=True, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
     print("building release binaries…", file=sys.stderr)
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "pacc-cli", "-p", "pacc-testbed", "--bin", "pacc", "--bin", "pacc-bench-provider"], cwd=ROOT, check=True)
-    pacc = os.path.join(ROOT, "target/release/pacc")
+    pacc = os.path.abspath(args.pacc) if args.pacc else os.path.join(ROOT, "target/release/pacc")
     provider_bin = os.path.join(ROOT, "target/release/pacc-bench-provider")
     fwd = provider = None
     work = tempfile.mkdtemp(prefix="pacc-bench-")

@@ -7,96 +7,22 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pacc_testbed::peers::{self, Dovecot};
-use pacc_testbed::{Behaviour, HttpsServer, Reply, Testbed, sha256_record};
+use pacc_testbed::embedding::Provider;
 
 const PACC: &str = env!("CARGO_BIN_EXE_pacc");
-
-const DOC: &str = r#"{"protocols":{"imap":{"host":"imap.example.test"},"pop3":{"host":"pop.example.test"},"managesieve":{"host":"sieve.example.test"}},"authentication":{"password":true},"info":{"provider":{"name":"Embedded"}}}"#;
-
-struct Provider {
-    tb: Testbed,
-    dovecot: Dovecot,
-    data: tempfile::TempDir,
-    _servers: Vec<HttpsServer>,
-}
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// example.test (verified), tampered.test (the document does not match its digest) and
-/// stall.test (the document never arrives).
-async fn provider() -> Provider {
-    let tb = Testbed::start().await.unwrap();
-    let dovecot = Dovecot::start(
-        &tb,
-        &[
-            "imap.example.test",
-            "pop.example.test",
-            "sieve.example.test",
-        ],
-    )
-    .await
-    .unwrap();
-    let good = tb.provider("example.test", DOC.as_bytes()).await.unwrap();
-    let tampered = tb
-        .serve_document("tampered.test", DOC.as_bytes())
-        .await
-        .unwrap();
-    tb.publish_txt(
-        "tampered.test",
-        &sha256_record(b"what the provider published"),
-    )
-    .await
-    .unwrap();
-    let stall = tb
-        .https_host(
-            &["ua-auto-config.stall.test"],
-            Behaviour::new(Reply::NeverAnswer),
-        )
-        .await
-        .unwrap();
-    tb.publish_txt("stall.test", &sha256_record(DOC.as_bytes()))
-        .await
-        .unwrap();
-    Provider {
-        tb,
-        dovecot,
-        data: tempfile::tempdir().unwrap(),
-        _servers: vec![good, tampered, stall],
-    }
-}
-
-impl Provider {
-    fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(program);
-        cmd.env("PACC_BIN", PACC)
-            .env("PACC_DNS", self.tb.dns_addr().to_string())
-            .env("PACC_CA", self.tb.ca_file())
-            .env("PACC_ADDRESS", peers::USERS[0].0)
-            .env("PACC_PASSWORD", peers::USERS[0].1)
-            .env("PACC_DOMAIN", "example.test")
-            .env("PACC_TAMPERED", "alice@tampered.test")
-            .env("PACC_STALL", "alice@stall.test")
-            .env("PACC_DATA_DIR", self.data.path())
-            .env_remove("DBUS_SESSION_BUS_ADDRESS");
-        cmd
-    }
-
-    /// Dovecot's log, once it has written what just happened.
-    fn log(&self) -> String {
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        std::fs::read_to_string(self.dovecot.dir().join("dovecot.log")).unwrap_or_default()
-    }
-
-    /// Whether Dovecot logged a successful login of alice over `protocol`.
-    fn logged_in(&self, protocol: &str) -> bool {
-        self.log().lines().any(|l| {
-            l.contains(&format!("{protocol}-login:"))
-                && l.contains("Login: user=<alice@example.test>")
-        })
-    }
+/// `program` with the provider's variables, `PACC_BIN`, and a private data directory.
+fn command(p: &Provider, data: &Path, program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.envs(p.env())
+        .env("PACC_BIN", PACC)
+        .env("PACC_DATA_DIR", data)
+        .env_remove("DBUS_SESSION_BUS_ADDRESS");
+    cmd
 }
 
 fn run(mut cmd: Command, what: &str) {
@@ -112,27 +38,28 @@ fn run(mut cmd: Command, what: &str) {
     assert!(out.status.success(), "{what} failed:\n{text}");
 }
 
-fn available(tools: &[&str]) -> bool {
-    let ok = peers::available("dovecot")
-        && tools.iter().all(|t| {
-            Command::new(t)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
+/// The provider, if Dovecot and every tool (`python3`, `node`) are here.
+async fn provider(tools: &[&str]) -> Option<Provider> {
+    let ok = tools.iter().all(|t| {
+        Command::new(t)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
     if !ok {
-        eprintln!("SKIPPED: needs dovecot and {tools:?} (.ci/run installs them)");
+        eprintln!("SKIPPED: needs {tools:?} (.ci/run installs them)");
+        return None;
     }
-    ok
+    Provider::start().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_python_client_of_pacc_rpc_sets_up_an_account() {
-    if !available(&["python3"]) {
+    let Some(p) = provider(&["python3"]).await else {
         return;
-    }
-    let p = provider().await;
-    let mut cmd = p.command("python3");
+    };
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = command(&p, data.path(), "python3");
     cmd.args([
         "-m",
         "pytest",
@@ -155,11 +82,11 @@ async fn a_python_client_of_pacc_rpc_sets_up_an_account() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_client_of_pacc_rpc_sets_up_an_account() {
-    if !available(&["node"]) {
+    let Some(p) = provider(&["node"]).await else {
         return;
-    }
-    let p = provider().await;
-    let mut cmd = p.command("node");
+    };
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = command(&p, data.path(), "node");
     cmd.args(["--test", "--test-timeout=60000", "test.mjs"])
         .current_dir(root().join("clients/node"));
     run(cmd, "node --test clients/node/test.mjs");
@@ -171,13 +98,13 @@ async fn a_node_client_of_pacc_rpc_sets_up_an_account() {
 /// attempts": a setup that reused nothing would leave three.
 #[tokio::test(flavor = "multi_thread")]
 async fn setup_signs_in_on_the_probe_connections() {
-    if !available(&[]) {
+    let Some(p) = provider(&[]).await else {
         return;
-    }
-    let p = provider().await;
+    };
     // Only what this setup caused (the testbed's own readiness checks come before).
     let before = p.log().len();
-    let mut cmd = p.command(PACC);
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = command(&p, data.path(), PACC);
     cmd.args([
         "setup",
         "alice@example.test",

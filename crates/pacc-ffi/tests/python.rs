@@ -7,10 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pacc_testbed::peers::{self, Dovecot};
-use pacc_testbed::{Behaviour, Reply, Testbed, sha256_record};
-
-const DOC: &str = r#"{"protocols":{"imap":{"host":"imap.example.test"},"pop3":{"host":"pop.example.test"},"managesieve":{"host":"sieve.example.test"}},"authentication":{"password":true},"info":{"provider":{"name":"Embedded"}}}"#;
+use pacc_testbed::embedding::Provider;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -33,13 +30,12 @@ fn library() -> PathBuf {
 }
 
 fn python_with_pytest() -> bool {
-    let ok = peers::available("dovecot")
-        && Command::new("python3")
-            .args(["-c", "import pytest"])
-            .output()
-            .is_ok_and(|o| o.status.success());
+    let ok = Command::new("python3")
+        .args(["-c", "import pytest"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !ok {
-        eprintln!("SKIPPED: needs dovecot and python3 with pytest (.ci/run installs them)");
+        eprintln!("SKIPPED: needs python3 with pytest (.ci/run installs them)");
     }
     ok
 }
@@ -49,38 +45,9 @@ async fn the_python_binding_sets_up_an_account() {
     if !python_with_pytest() {
         return;
     }
-    let tb = Testbed::start().await.unwrap();
-    let dovecot = Dovecot::start(
-        &tb,
-        &[
-            "imap.example.test",
-            "pop.example.test",
-            "sieve.example.test",
-        ],
-    )
-    .await
-    .unwrap();
-    let _good = tb.provider("example.test", DOC.as_bytes()).await.unwrap();
-    let _tampered = tb
-        .serve_document("tampered.test", DOC.as_bytes())
-        .await
-        .unwrap();
-    tb.publish_txt(
-        "tampered.test",
-        &sha256_record(b"what the provider published"),
-    )
-    .await
-    .unwrap();
-    let _stall = tb
-        .https_host(
-            &["ua-auto-config.stall.test"],
-            Behaviour::new(Reply::NeverAnswer),
-        )
-        .await
-        .unwrap();
-    tb.publish_txt("stall.test", &sha256_record(DOC.as_bytes()))
-        .await
-        .unwrap();
+    let Some(p) = Provider::start().await.unwrap() else {
+        return;
+    };
 
     // The committed module and this build's library, side by side.
     let module = tempfile::tempdir().unwrap();
@@ -104,13 +71,7 @@ async fn the_python_binding_sets_up_an_account() {
             "test_ffi.py",
         ])
         .current_dir(module.path())
-        .env("PACC_DNS", tb.dns_addr().to_string())
-        .env("PACC_CA", tb.ca_file())
-        .env("PACC_ADDRESS", peers::USERS[0].0)
-        .env("PACC_PASSWORD", peers::USERS[0].1)
-        .env("PACC_DOMAIN", "example.test")
-        .env("PACC_TAMPERED", "alice@tampered.test")
-        .env("PACC_STALL", "alice@stall.test")
+        .envs(p.env())
         .env("PACC_DATA_DIR", data.path())
         .output()
         .unwrap();
@@ -121,12 +82,9 @@ async fn the_python_binding_sets_up_an_account() {
     );
     eprintln!("{text}");
     assert!(out.status.success(), "pytest failed:\n{text}");
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let log = std::fs::read_to_string(dovecot.dir().join("dovecot.log")).unwrap_or_default();
     assert!(
-        log.lines()
-            .any(|l| l.contains("managesieve-login:")
-                && l.contains("Login: user=<alice@example.test>")),
-        "the binding's sign-in reached Dovecot:\n{log}"
+        p.logged_in("managesieve"),
+        "the binding's sign-in reached Dovecot:\n{}",
+        p.log()
     );
 }

@@ -12,6 +12,7 @@
 mod addr;
 pub mod browser;
 mod dns;
+pub mod embedding;
 mod https;
 pub mod peers;
 mod pki;

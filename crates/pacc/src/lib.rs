@@ -454,9 +454,7 @@ impl Client {
         confirmed: &pacc_proto::auth::gate::Confirmed,
         deadline: std::time::Instant,
     ) -> Vec<signin::Validation> {
-        let ctx = self.ctx();
-        signin::sign_in_all(
-            &ctx,
+        self.sign_in_on(
             config,
             choices,
             username,
@@ -464,7 +462,7 @@ impl Client {
             confirmed,
             Vec::new(),
             Duration::ZERO,
-            Instant::from_std(deadline),
+            deadline,
         )
         .await
     }

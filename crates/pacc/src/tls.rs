@@ -38,20 +38,27 @@ const BUNDLES: &[&str] = &[
     "/usr/local/share/certs/ca-root-nss.crt",
 ];
 
-/// The system's roots, read once: the distribution's bundle when there is one (its
-/// directory of hashed links holds the same certificates again), else whatever
-/// rustls-native-certs finds (also where SSL_CERT_FILE / SSL_CERT_DIR say).
+/// The system's roots, read once: the one bundle file when there is one (`SSL_CERT_FILE`,
+/// else the distribution's; the directory of hashed links beside it holds the same
+/// certificates again, so it is not read as well), else whatever rustls-native-certs finds
+/// (also a directory given by `SSL_CERT_DIR` alone).
 fn system_roots() -> Vec<CertificateDer<'static>> {
-    let overridden =
-        std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some();
-    if !overridden {
-        for bundle in BUNDLES {
-            if let Ok(certs) = CertificateDer::pem_file_iter(bundle) {
-                let certs: Vec<_> = certs.filter_map(Result::ok).collect();
-                if !certs.is_empty() {
-                    return certs;
-                }
-            }
+    let read = |path: &std::ffi::OsStr| -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_file_iter(path)
+            .map(|certs| certs.filter_map(Result::ok).collect())
+            .unwrap_or_default()
+    };
+    let from_env = std::env::var_os("SSL_CERT_FILE");
+    let dir_only = from_env.is_none() && std::env::var_os("SSL_CERT_DIR").is_some();
+    let candidates: Vec<std::ffi::OsString> = match from_env {
+        Some(f) => vec![f],
+        None if dir_only => Vec::new(),
+        None => BUNDLES.iter().map(std::ffi::OsString::from).collect(),
+    };
+    for c in candidates {
+        let certs = read(&c);
+        if !certs.is_empty() {
+            return certs;
         }
     }
     rustls_native_certs::load_native_certs().certs

@@ -5,10 +5,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use pacc_testbed::peers::{self, Dovecot};
-use pacc_testbed::{Behaviour, Reply, Testbed, sha256_record};
-
-const DOC: &str = r#"{"protocols":{"imap":{"host":"imap.example.test"},"pop3":{"host":"pop.example.test"},"managesieve":{"host":"sieve.example.test"}},"authentication":{"password":true},"info":{"provider":{"name":"Example"}}}"#;
+use pacc_testbed::Testbed;
+use pacc_testbed::embedding::Provider;
+use pacc_testbed::peers;
 
 /// An example cargo built for this test run: `cargo test` builds every example as
 /// target/<profile>/examples/NAME-<hash> (`cargo build --example` as NAME); the newest wins.
@@ -38,43 +37,6 @@ fn example(name: &str) -> PathBuf {
         })
 }
 
-async fn provider() -> Option<(Testbed, Dovecot, Vec<pacc_testbed::HttpsServer>)> {
-    if !peers::available("dovecot") {
-        eprintln!("SKIPPED: needs dovecot (.ci/run installs it)");
-        return None;
-    }
-    let tb = Testbed::start().await.unwrap();
-    let dovecot = Dovecot::start(
-        &tb,
-        &[
-            "imap.example.test",
-            "pop.example.test",
-            "sieve.example.test",
-        ],
-    )
-    .await
-    .unwrap();
-    let good = tb.provider("example.test", DOC.as_bytes()).await.unwrap();
-    let tampered = tb
-        .serve_document("tampered.test", DOC.as_bytes())
-        .await
-        .unwrap();
-    tb.publish_txt("tampered.test", &sha256_record(b"something else"))
-        .await
-        .unwrap();
-    let stall = tb
-        .https_host(
-            &["ua-auto-config.stall.test"],
-            Behaviour::new(Reply::NeverAnswer),
-        )
-        .await
-        .unwrap();
-    tb.publish_txt("stall.test", &sha256_record(DOC.as_bytes()))
-        .await
-        .unwrap();
-    Some((tb, dovecot, vec![good, tampered, stall]))
-}
-
 fn run(tb: &Testbed, name: &str, args: &[&str]) -> (i32, String) {
     let out = Command::new(example(name))
         .args(args)
@@ -95,10 +57,11 @@ fn run(tb: &Testbed, name: &str, args: &[&str]) -> (i32, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_setup_example_signs_in_through_the_session_api() {
-    let Some((tb, dovecot, _servers)) = provider().await else {
+    let Some(p) = Provider::start().await.unwrap() else {
         return;
     };
-    let (code, out) = run(&tb, "setup", &["alice@example.test", "--yes"]);
+    let tb = &p.tb;
+    let (code, out) = run(tb, "setup", &["alice@example.test", "--yes"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("event discovered https://ua-auto-config.example.test/"));
     assert_eq!(out.matches("event probed").count(), 3, "{out}");
@@ -115,8 +78,7 @@ async fn the_setup_example_signs_in_through_the_session_api() {
         );
     }
     assert!(out.contains("ok=true"));
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let log = std::fs::read_to_string(dovecot.dir().join("dovecot.log")).unwrap_or_default();
+    let log = p.log();
     assert_eq!(
         log.matches("Login: user=<alice@example.test>").count(),
         3,
@@ -124,7 +86,7 @@ async fn the_setup_example_signs_in_through_the_session_api() {
     );
 
     // A tampered document stops it with the integrity class.
-    let (code, out) = run(&tb, "setup", &["alice@tampered.test", "--yes"]);
+    let (code, out) = run(tb, "setup", &["alice@tampered.test", "--yes"]);
     assert_eq!(code, 1);
     assert!(
         out.contains("not verified: digest-mismatch (Integrity)"),
@@ -134,7 +96,7 @@ async fn the_setup_example_signs_in_through_the_session_api() {
     // Cancelling a stalled discovery ends it at once.
     let started = std::time::Instant::now();
     let (code, out) = run(
-        &tb,
+        tb,
         "setup",
         &["alice@stall.test", "--yes", "--cancel-after-ms", "300"],
     );
@@ -145,10 +107,11 @@ async fn the_setup_example_signs_in_through_the_session_api() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_own_network_example_drives_the_sans_io_core() {
-    let Some((tb, _dovecot, _servers)) = provider().await else {
+    let Some(p) = Provider::start().await.unwrap() else {
         return;
     };
-    let (code, out) = run(&tb, "own_network", &["alice@example.test"]);
+    let tb = &p.tb;
+    let (code, out) = run(tb, "own_network", &["alice@example.test"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(
         "verified https://ua-auto-config.example.test/.well-known/user-agent-configuration.json"
@@ -164,7 +127,7 @@ async fn the_own_network_example_drives_the_sans_io_core() {
             .unwrap_or_else(|| panic!("no probe line for {s}: {out}"));
         assert!(line.contains("offers") && line.contains("PLAIN"), "{line}");
     }
-    let (code, out) = run(&tb, "own_network", &["alice@tampered.test"]);
+    let (code, out) = run(tb, "own_network", &["alice@tampered.test"]);
     assert_eq!(code, 1);
     assert!(out.contains("not verified: digest-mismatch"), "{out}");
 }
