@@ -41,7 +41,7 @@ fn load(address: &str) -> Result<Account, u8> {
 
 #[allow(clippy::print_stdout)]
 fn print_json(v: &impl Serialize) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    crate::output::print_json(v);
 }
 
 /// `pacc accounts [show|remove|check]`.

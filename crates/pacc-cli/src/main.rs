@@ -48,6 +48,8 @@ pub mod exit {
     pub const NO_SECRET: u8 = 9;
     /// `export`: the file exists, or the client supports none of the services.
     pub const NOT_WRITTEN: u8 = 10;
+    /// Interrupted by Ctrl-C (128 + SIGINT, as shells report it).
+    pub const INTERRUPTED: u8 = 130;
 }
 
 const EXIT_CODES: &str = "\
@@ -522,7 +524,30 @@ fn quiet_on_broken_pipe() {
 
 fn main() -> ExitCode {
     quiet_on_broken_pipe();
-    let cli = Cli::parse();
+    // `--json` anywhere: one JSON object on stdout whatever happens, usage errors included.
+    let json = std::env::args_os().skip(1).any(|a| a == "--json");
+    output::set_json_mode(json);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) || !json {
+                e.exit();
+            }
+            // The usage error on stderr as usual, and as the one JSON object on stdout.
+            let _ = e.print();
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("error: ");
+            output::record_error("usage", first);
+            output::finish_json(exit::USAGE);
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let interruptible = !matches!(cli.command, Command::Serve { .. } | Command::Rpc { .. });
     let threads = match &cli.command {
         Command::Serve {
             threads: Some(n), ..
@@ -538,6 +563,17 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
+    if json && interruptible {
+        // Ctrl-C ends a --json run with its one object saying so (exit 130), also while the
+        // main thread waits on a prompt.
+        runtime.spawn(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                output::record_error("interrupted", "interrupted (Ctrl-C); nothing more was sent");
+                output::finish_json(exit::INTERRUPTED);
+                std::process::exit(i32::from(exit::INTERRUPTED));
+            }
+        });
+    }
     let code = runtime.block_on(async {
         match cli.command {
             Command::Discover(args) => discover(args).await,
@@ -691,6 +727,7 @@ fn main() -> ExitCode {
             }
         }
     });
+    output::finish_json(code);
     ExitCode::from(code)
 }
 
@@ -700,16 +737,27 @@ pub(crate) fn fail(message: &str) -> ExitCode {
 }
 
 pub(crate) fn report_error(message: &str) -> u8 {
+    report_error_kind("error", message)
+}
+
+/// [`report_error`] with a stable `kind` for the JSON contract (`invalid-address`,
+/// `ca-file`, `usage`, …).
+pub(crate) fn report_error_kind(kind: &'static str, message: &str) -> u8 {
     #[allow(clippy::print_stderr)]
     {
-        eprintln!("pacc: error: {message}");
+        eprintln!(
+            "pacc: error: {}",
+            pacc_proto::name::escape_for_terminal(message)
+        );
     }
+    output::record_error(kind, message);
     exit::USAGE
 }
 
 /// Parse the address and build a client from the network flags, or say why not.
 fn prepare(email: &str, network: &NetworkArgs) -> Result<(EmailAddress, Client), u8> {
-    let address = EmailAddress::parse(email).map_err(|e| report_error(&e.to_string()))?;
+    let address = EmailAddress::parse(email)
+        .map_err(|e| report_error_kind("invalid-address", &e.to_string()))?;
     Ok((address, build_client(network)?))
 }
 
@@ -728,7 +776,7 @@ fn build_client(network: &NetworkArgs) -> Result<Client, u8> {
     for path in &network.ca_files {
         builder = builder
             .add_trust_anchors_pem_file(path)
-            .map_err(|e| report_error(&e.to_string()))?;
+            .map_err(|e| report_error_kind("ca-file", &e.to_string()))?;
     }
     builder.build().map_err(|e| report_error(&e.to_string()))
 }

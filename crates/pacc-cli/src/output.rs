@@ -15,6 +15,102 @@ use crate::exit;
 /// Version of the JSON format; bumped on incompatible changes.
 pub const JSON_VERSION: u32 = 1;
 
+/// The JSON contract: with `--json`, exactly one JSON object on stdout whatever happens.
+/// Every command prints its result through [`print_json`]; an error that ends the run before
+/// (a usage error, an unreadable `--ca-file`, Ctrl-C) is recorded with [`record_error`], and
+/// [`finish_json`] prints it as `{version, ok: false, exit_code, error: {kind, message}}`
+/// when nothing else was printed.
+mod contract {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    pub(super) static JSON_MODE: AtomicBool = AtomicBool::new(false);
+    pub(super) static PRINTED: AtomicBool = AtomicBool::new(false);
+    pub(super) static ERROR: Mutex<Option<(&'static str, String)>> = Mutex::new(None);
+
+    pub(super) fn json_mode() -> bool {
+        JSON_MODE.load(Ordering::SeqCst)
+    }
+
+    /// Whether this call is the first to print (and marks it printed).
+    pub(super) fn claim() -> bool {
+        !PRINTED.swap(true, Ordering::SeqCst)
+    }
+}
+
+/// `--json` was given: [`finish_json`] guarantees one object.
+pub fn set_json_mode(on: bool) {
+    contract::JSON_MODE.store(on, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Print the command's one JSON object on stdout (a second one is never printed).
+#[allow(clippy::print_stdout)]
+pub fn print_json(v: &impl Serialize) {
+    if !contract::claim() {
+        return;
+    }
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => println!(
+            "{}",
+            serde_json::json!({"version": JSON_VERSION, "ok": false, "error": {"kind": "internal", "message": e.to_string()}})
+        ),
+    }
+}
+
+/// Print human output on stdout with every line's untrusted text made harmless: controls,
+/// bidi overrides and invisible formatting characters shown as `\u{…}` escapes, so that
+/// nothing a provider, a server or a file wrote can act as a terminal command (JSON keeps
+/// the exact values).
+#[allow(clippy::print_stdout)]
+pub fn print_human(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    for line in text.split_inclusive('\n') {
+        let (body, end) = match line.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (line, ""),
+        };
+        let body = body.strip_suffix('\r').unwrap_or(body);
+        if write!(out, "{}{end}", pacc_proto::name::escape_for_terminal(body)).is_err() {
+            // A closed pipe: end quietly, as the panic hook does for println!.
+            std::process::exit(0);
+        }
+    }
+    let _ = out.flush();
+}
+
+/// Remember why the run ends, for [`finish_json`] (the first error recorded wins).
+pub fn record_error(kind: &'static str, message: &str) {
+    if let Ok(mut e) = contract::ERROR.lock()
+        && e.is_none()
+    {
+        *e = Some((kind, message.to_owned()));
+    }
+}
+
+/// With `--json` and nothing printed yet: print the recorded error (or that the command
+/// ended with `code` without a result).
+pub fn finish_json(code: u8) {
+    if !contract::json_mode() {
+        return;
+    }
+    let (kind, message) = contract::ERROR
+        .lock()
+        .ok()
+        .and_then(|e| e.clone())
+        .unwrap_or((
+            "no-result",
+            format!("the command ended with exit code {code} without a result"),
+        ));
+    print_json(&serde_json::json!({
+        "version": JSON_VERSION,
+        "ok": false,
+        "exit_code": code,
+        "error": {"kind": kind, "message": message},
+    }));
+}
+
 /// Time spent per phase of one command (milliseconds), in the JSON of `probe`, `setup` and
 /// `check`. The phases share the command's one `--timeout` deadline; only `browser_ms` (the
 /// wait for the user in the browser) is outside it.
@@ -170,15 +266,9 @@ impl<'a> DiscoverOutput<'a> {
     #[allow(clippy::print_stdout)]
     pub fn print(&self, json: bool) {
         if json {
-            match serde_json::to_string_pretty(self) {
-                Ok(s) => println!("{s}"),
-                Err(e) => println!(
-                    "{{\"version\":{JSON_VERSION},\"ok\":false,\"error\":{{\"kind\":\"internal\",\"message\":{:?}}}}}",
-                    e.to_string()
-                ),
-            }
+            print_json(self);
         } else {
-            print!("{self}");
+            print_human(&self.to_string());
         }
     }
 }

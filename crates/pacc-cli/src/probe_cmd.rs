@@ -158,7 +158,7 @@ pub async fn run(client: &Client, address: &EmailAddress, out: &OutputArgs) -> u
                     ..phases
                 },
             };
-            println!("{}", serde_json::to_string_pretty(&o).unwrap_or_default());
+            crate::output::print_json(&o);
         } else {
             discovery.print(false);
         }
@@ -194,32 +194,37 @@ pub async fn run(client: &Client, address: &EmailAddress, out: &OutputArgs) -> u
             services: &services,
             phases: &phases,
         };
-        println!("{}", serde_json::to_string_pretty(&o).unwrap_or_default());
+        crate::output::print_json(&o);
     } else {
         let provider = verified
             .document
             .config
             .provider_name()
             .unwrap_or(address.domain().as_str());
-        println!(
+        let mut text = String::new();
+        let _ = writeln!(
+            text,
             "Verified configuration for {address} ({provider}, {})",
             verified.url
         );
-        println!();
-        print!("{}", Table(&services));
+        let _ = writeln!(text);
+        let _ = write!(text, "{}", Table(&services));
         let bad = services.iter().filter(|s| !s.is_usable()).count();
-        println!();
+        let _ = writeln!(text);
         if bad == 0 {
-            println!(
+            let _ = writeln!(
+                text,
                 "All {} services are reachable over verified TLS and usable.",
                 services.len()
             );
         } else {
-            println!(
+            let _ = writeln!(
+                text,
                 "{bad} of {} services cannot be used (see above); no credential was sent to any server.",
                 services.len()
             );
         }
+        crate::output::print_human(&text);
     }
     if ok { exit::OK } else { exit::SERVICE_UNUSABLE }
 }

@@ -75,7 +75,7 @@ pub fn render_cmd(path: &Path, domain: Option<&str>, out: Option<&Path>, json: b
             })
             .collect();
         let v = serde_json::json!({ "version": JSON_VERSION, "publications": items });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        crate::output::print_json(&v);
         return exit::OK;
     }
     match (domain, out) {
@@ -99,12 +99,18 @@ pub fn render_cmd(path: &Path, domain: Option<&str>, out: Option<&Path>, json: b
                 return report_error(&format!("cannot write {}: {e}", file.display()));
             }
             println!("; {} bytes written to {}", all[0].1.len(), file.display());
-            all[0].0.zone_lines().iter().for_each(|l| println!("{l}"));
+            all[0]
+                .0
+                .zone_lines()
+                .iter()
+                .for_each(|l| crate::output::print_human(&format!("{l}\n")));
         }
         (None, None) => {
             for (p, b) in &all {
                 println!("; {} — {} bytes served at {}", p.domain, b.len(), p.url);
-                p.zone_lines().iter().for_each(|l| println!("{l}"));
+                p.zone_lines()
+                    .iter()
+                    .for_each(|l| crate::output::print_human(&format!("{l}\n")));
             }
         }
     }
@@ -215,9 +221,11 @@ pub async fn check_cmd(
             findings: &findings,
             phases,
         };
-        println!("{}", serde_json::to_string_pretty(&o).unwrap_or_default());
+        crate::output::print_json(&o);
     } else {
-        println!("Checking {d} as a client sees it");
+        use std::fmt::Write as _;
+        let mut text = String::new();
+        let _ = writeln!(text, "Checking {d} as a client sees it");
         for f in &findings {
             let tag = match f.verdict {
                 Verdict::Pass => "PASS",
@@ -225,10 +233,10 @@ pub async fn check_cmd(
                 Verdict::Warn => "WARN",
                 Verdict::Fail => "FAIL",
             };
-            println!("{tag}  {:<12} {}", f.area, f.message);
+            let _ = writeln!(text, "{tag}  {:<12} {}", f.area, f.message);
             if let (Some(fix), Verdict::Warn | Verdict::Fail | Verdict::Info) = (&f.fix, f.verdict)
             {
-                println!("      {:<12} fix: {fix}", "");
+                let _ = writeln!(text, "      {:<12} fix: {fix}", "");
             }
         }
         let fails = findings
@@ -239,8 +247,9 @@ pub async fn check_cmd(
             .iter()
             .filter(|f| f.verdict == Verdict::Warn)
             .count();
-        println!();
-        println!("{fails} failure(s), {warns} warning(s)");
+        let _ = writeln!(text);
+        let _ = writeln!(text, "{fails} failure(s), {warns} warning(s)");
+        crate::output::print_human(&text);
     }
     if ok { exit::OK } else { exit::NOT_PUBLISHED }
 }

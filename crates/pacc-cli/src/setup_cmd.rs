@@ -155,7 +155,7 @@ impl<'a> SetupOutput<'a> {
     /// Print as pretty JSON on stdout.
     #[allow(clippy::print_stdout)]
     pub fn print(&self) {
-        println!("{}", serde_json::to_string_pretty(self).unwrap_or_default());
+        crate::output::print_json(self);
     }
 }
 

@@ -1081,3 +1081,65 @@ async fn a_closed_pipe_ends_quietly() {
         );
     }
 }
+
+/// Issue 14.4: with `--json`, exactly one JSON object on stdout whatever happens: usage
+/// errors after `--json` was seen, a bad address, an unreadable `--ca-file`.
+#[tokio::test]
+async fn every_json_path_prints_exactly_one_object() {
+    for (args, kind) in [
+        (vec!["discover", "not-an-address", "--json"], "invalid-address"),
+        (vec!["discover", "--json", "a@b.test", "--bogus"], "usage"),
+        (
+            vec!["discover", "a@b.test", "--ca-file", "/nonexistent/ca.pem", "--json"],
+            "ca-file",
+        ),
+        (vec!["probe", "user@[192.0.2.1]", "--json"], "invalid-address"),
+        (vec!["setup", "--json"], "usage"),
+        (vec!["discover", "a@b.test", "--timeout", "0", "--json"], "usage"),
+    ] {
+        let out = pacc(&args).await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let mut objects = serde_json::Deserializer::from_str(&stdout).into_iter::<Value>();
+        let v = objects
+            .next()
+            .unwrap_or_else(|| panic!("{args:?}: no JSON on stdout"))
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {stdout}"));
+        assert!(objects.next().is_none(), "{args:?}: one object only: {stdout}");
+        assert_eq!(v["ok"], false, "{args:?}");
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["error"]["kind"], kind, "{args:?}: {v}");
+        assert!(!v["error"]["message"].as_str().unwrap().is_empty());
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(v["exit_code"], 2);
+        // The human message is still on stderr.
+        assert!(!out.stderr.is_empty(), "{args:?}");
+    }
+}
+
+/// Issue 14.2: a provider's name with ESC and a bidi override is escaped in human output
+/// (never a terminal command) and exact in JSON.
+#[tokio::test]
+async fn untrusted_text_is_escaped_for_the_terminal() {
+    let tb = Testbed::start().await.unwrap();
+    let doc = "{\"protocols\":{\"imap\":{\"host\":\"imap.evil.test\"}},\"info\":{\"provider\":{\"name\":\"Evil\\u001b]0;owned\\u0007 \\u202egnp.exe\"}}}";
+    let _p = tb.provider("evil.test", doc.as_bytes()).await.unwrap();
+    let dns = tb.dns_addr().to_string();
+    let ca = tb.ca_file().to_str().unwrap().to_owned();
+    let base = ["a@evil.test", "--dns", &dns, "--ca-file", &ca, "--timeout", "3"];
+    for cmd in ["discover", "probe"] {
+        let mut args = vec![cmd];
+        args.extend(base);
+        let out = pacc(&args).await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("Evil"), "{cmd}: {stdout}");
+        for bad in ['\u{1b}', '\u{7}', '\u{202e}'] {
+            assert!(!stdout.contains(bad), "{cmd}: raw {bad:?} on the terminal: {stdout:?}");
+        }
+        assert!(stdout.contains("\\u{001B}") && stdout.contains("\\u{202E}"), "{cmd}: {stdout}");
+    }
+    let (_, v) = discover_json(&tb, "a@evil.test").await;
+    assert_eq!(
+        v["config"]["info"]["provider"]["name"],
+        "Evil\u{1b}]0;owned\u{7} \u{202e}gnp.exe"
+    );
+}
