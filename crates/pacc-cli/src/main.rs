@@ -53,13 +53,30 @@ pub mod exit {
 }
 
 const EXIT_CODES: &str = "\
-Exit codes:
-  0  configuration found and verified
-  1  nothing published for this domain
+Exit codes (every command; each command's --help lists its own in full):
+  0  done: configuration found and verified, every service usable, signed in
+  1  nothing published for this domain (check: something FAILed; accounts check: changed)
   2  usage or runtime error (bad arguments, unreadable --ca-file, no DNS configuration)
   3  integrity or security failure (digest mismatch, invalid certificate, TLS < 1.3,
      invalid document): do not use this domain's configuration
-  4  temporary failure (server error, DNS failure, timeout): try again later";
+  4  temporary failure (server error, DNS failure, timeout): try again later
+  5  probe/setup: a service is unusable, or none can be signed in to
+  6  setup: signing in failed for some service
+  7  setup: not confirmed; nothing was sent
+  8  9  10  accounts, token, password, export: no such account, no usable secret,
+     file not written
+130  interrupted (Ctrl-C)
+
+Documentation: pacc help <command>, man pacc (pacc man > pacc.1), and the README.";
+
+/// `--version`: the release, the commit it was built from, and the features compiled in.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("PACC_COMMIT"),
+    ")\nfeatures: ",
+    env!("PACC_FEATURES"),
+);
 
 const PROBE_EXIT_CODES: &str = "\
 Exit codes:
@@ -84,7 +101,7 @@ Exit codes:
 /// Set up mail, calendar and contacts from an email address, securely (PACC,
 /// draft-ietf-mailmaint-pacc).
 #[derive(Debug, Parser)]
-#[command(name = "pacc", version, after_help = EXIT_CODES, max_term_width = 100)]
+#[command(name = "pacc", version, long_version = LONG_VERSION, after_help = EXIT_CODES, max_term_width = 100)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -349,6 +366,19 @@ enum Command {
     /// publishes a provider there, and shows what `pacc discover` prints for it, then what a
     /// tampered document looks like. Needs permission to bind ports 53 and 443 (root).
     Demo(DemoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// Example: pacc completions bash > /etc/bash_completion.d/pacc
+    ///          pacc completions zsh > "${fpath[1]}/_pacc"
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), for `man`.
+    ///
+    /// Example: pacc man > ~/.local/share/man/man1/pacc.1 && man pacc
+    Man,
     /// Serve JSON-RPC 2.0 on stdin/stdout, for apps that embed pacc without linking Rust.
     ///
     /// One JSON object per line in each direction. Methods: discover, probe, setup.start →
@@ -404,8 +434,9 @@ Exit codes:
 
 #[derive(Debug, Args)]
 struct NetworkArgs {
-    /// Ask this DNS server (IP:PORT, UDP with TCP fallback) instead of the system's resolver.
-    #[arg(long, value_name = "IP:PORT")]
+    /// Ask this DNS server instead of the system's resolver: IP (port 53), IP:PORT or
+    /// [IPv6]:PORT; UDP with TCP fallback.
+    #[arg(long, value_name = "IP[:PORT]", value_parser = parse_dns)]
     dns: Option<SocketAddr>,
     /// Also trust the CA certificates in this PEM file (in addition to the system's roots).
     /// Certificate verification itself cannot be turned off.
@@ -467,6 +498,25 @@ fn parse_strategy(s: &str) -> Result<MxUriStrategy, String> {
             "'{other}' is not one of ua-auto-config, mx-host, parent, registrable"
         )),
     }
+}
+
+/// `--dns`: an IP address with or without a port (53 by default); IPv6 with a port in
+/// brackets.
+fn parse_dns(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let bare = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(s);
+    bare.parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| {
+            format!(
+                "{s:?} is not a DNS server address: give an IP (port 53), IP:PORT or [IPv6]:PORT"
+            )
+        })
 }
 
 fn parse_timeout(s: &str) -> Result<f64, String> {
@@ -684,6 +734,18 @@ fn main() -> ExitCode {
                 }
             }
             Command::Demo(args) => demo::run(args.verbose).await,
+            Command::Completions { shell } => {
+                let mut cmd = <Cli as clap::CommandFactory>::command();
+                clap_complete::generate(shell, &mut cmd, "pacc", &mut std::io::stdout());
+                exit::OK
+            }
+            Command::Man => {
+                let cmd = <Cli as clap::CommandFactory>::command();
+                match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                    Ok(()) => exit::OK,
+                    Err(e) => report_error(&format!("cannot write the manual page: {e}")),
+                }
+            }
             Command::Rpc { openrpc, network } => {
                 if openrpc {
                     #[allow(clippy::print_stdout)]

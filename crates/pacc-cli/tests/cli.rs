@@ -1087,15 +1087,30 @@ async fn a_closed_pipe_ends_quietly() {
 #[tokio::test]
 async fn every_json_path_prints_exactly_one_object() {
     for (args, kind) in [
-        (vec!["discover", "not-an-address", "--json"], "invalid-address"),
+        (
+            vec!["discover", "not-an-address", "--json"],
+            "invalid-address",
+        ),
         (vec!["discover", "--json", "a@b.test", "--bogus"], "usage"),
         (
-            vec!["discover", "a@b.test", "--ca-file", "/nonexistent/ca.pem", "--json"],
+            vec![
+                "discover",
+                "a@b.test",
+                "--ca-file",
+                "/nonexistent/ca.pem",
+                "--json",
+            ],
             "ca-file",
         ),
-        (vec!["probe", "user@[192.0.2.1]", "--json"], "invalid-address"),
+        (
+            vec!["probe", "user@[192.0.2.1]", "--json"],
+            "invalid-address",
+        ),
         (vec!["setup", "--json"], "usage"),
-        (vec!["discover", "a@b.test", "--timeout", "0", "--json"], "usage"),
+        (
+            vec!["discover", "a@b.test", "--timeout", "0", "--json"],
+            "usage",
+        ),
     ] {
         let out = pacc(&args).await;
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -1104,7 +1119,10 @@ async fn every_json_path_prints_exactly_one_object() {
             .next()
             .unwrap_or_else(|| panic!("{args:?}: no JSON on stdout"))
             .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {stdout}"));
-        assert!(objects.next().is_none(), "{args:?}: one object only: {stdout}");
+        assert!(
+            objects.next().is_none(),
+            "{args:?}: one object only: {stdout}"
+        );
         assert_eq!(v["ok"], false, "{args:?}");
         assert_eq!(v["version"], 1);
         assert_eq!(v["error"]["kind"], kind, "{args:?}: {v}");
@@ -1125,7 +1143,15 @@ async fn untrusted_text_is_escaped_for_the_terminal() {
     let _p = tb.provider("evil.test", doc.as_bytes()).await.unwrap();
     let dns = tb.dns_addr().to_string();
     let ca = tb.ca_file().to_str().unwrap().to_owned();
-    let base = ["a@evil.test", "--dns", &dns, "--ca-file", &ca, "--timeout", "3"];
+    let base = [
+        "a@evil.test",
+        "--dns",
+        &dns,
+        "--ca-file",
+        &ca,
+        "--timeout",
+        "3",
+    ];
     for cmd in ["discover", "probe"] {
         let mut args = vec![cmd];
         args.extend(base);
@@ -1133,13 +1159,85 @@ async fn untrusted_text_is_escaped_for_the_terminal() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains("Evil"), "{cmd}: {stdout}");
         for bad in ['\u{1b}', '\u{7}', '\u{202e}'] {
-            assert!(!stdout.contains(bad), "{cmd}: raw {bad:?} on the terminal: {stdout:?}");
+            assert!(
+                !stdout.contains(bad),
+                "{cmd}: raw {bad:?} on the terminal: {stdout:?}"
+            );
         }
-        assert!(stdout.contains("\\u{001B}") && stdout.contains("\\u{202E}"), "{cmd}: {stdout}");
+        assert!(
+            stdout.contains("\\u{001B}") && stdout.contains("\\u{202E}"),
+            "{cmd}: {stdout}"
+        );
     }
     let (_, v) = discover_json(&tb, "a@evil.test").await;
     assert_eq!(
         v["config"]["info"]["provider"]["name"],
         "Evil\u{1b}]0;owned\u{7} \u{202e}gnp.exe"
+    );
+}
+
+/// Issue 14.7: completions, a man page, a version that says what was built, and `--dns`
+/// with the port optional.
+#[tokio::test]
+async fn completions_man_version_and_dns_forms() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = pacc(&["completions", shell]).await;
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains("discover") && script.contains("setup"),
+            "{shell}: {script}"
+        );
+    }
+    let man = pacc(&["man"]).await;
+    let man = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        man.contains(".TH pacc 1") && man.contains("discover"),
+        "{man}"
+    );
+    let v = pacc(&["--version"]).await;
+    let v = String::from_utf8_lossy(&v.stdout);
+    assert!(v.contains("commit ") && v.contains("features: "), "{v}");
+    assert!(v.contains("keyring"), "{v}");
+    // IP alone means port 53; IPv6 with a port in brackets; anything else is refused.
+    let tb = Testbed::start().await.unwrap();
+    let ip = tb.dns_addr().ip().to_string();
+    assert_eq!(tb.dns_addr().port(), 53);
+    let out = pacc(&[
+        "discover",
+        "a@nothing.test",
+        "--dns",
+        &ip,
+        "--json",
+        "--timeout",
+        "3",
+    ])
+    .await;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_ne!(v["error"]["kind"], "usage", "{v}");
+    assert_eq!(v["domain"], "nothing.test", "{v}");
+    for good in ["[::1]:5353", "::1", "127.0.0.1:5353"] {
+        let out = pacc(&[
+            "discover",
+            "a@b.test",
+            "--dns",
+            good,
+            "--timeout",
+            "0.2",
+            "--json",
+        ])
+        .await;
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_ne!(v["error"]["kind"], "usage", "{good}: {v}");
+    }
+    let out = pacc(&["discover", "a@b.test", "--dns", "dns.example", "--json"]).await;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "usage");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("IP (port 53)"),
+        "{v}"
     );
 }
