@@ -391,6 +391,9 @@ impl DiscoverOutput<'_> {
     }
 
     fn fmt_trail(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.trail.is_empty() {
+            return Ok(());
+        }
         writeln!(f)?;
         writeln!(f, "Validation trail")?;
         // The fallback's speculative steps matter only when the fallback was needed.

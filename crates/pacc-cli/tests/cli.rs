@@ -1241,3 +1241,79 @@ async fn completions_man_version_and_dns_forms() {
         "{v}"
     );
 }
+
+/// Issue 14.3: errors that teach.
+#[tokio::test]
+async fn errors_that_teach() {
+    // A single label or a public suffix is refused before anything is sent.
+    for (address, expect) in [
+        ("user@localhost", "single label"),
+        ("user@com", "single label"),
+        ("user@co.uk", "public suffix"),
+        ("user@com.au", "public suffix"),
+    ] {
+        let out = pacc(&["discover", address]).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{address}: {stderr}");
+        assert!(stderr.contains(expect), "{address}: {stderr}");
+    }
+    // A registrable domain under such a suffix is fine.
+    let out = pacc(&[
+        "discover",
+        "user@example.co.uk",
+        "--dns",
+        "127.0.0.1:9",
+        "--json",
+    ])
+    .await;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["domain"], "example.co.uk", "{v}");
+
+    // A DNS server that refuses: at once, naming the server and the OS error.
+    let started = std::time::Instant::now();
+    let out = pacc(&[
+        "discover",
+        "a@example.com",
+        "--dns",
+        "127.0.0.1:9",
+        "--timeout",
+        "10",
+        "--json",
+    ])
+    .await;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "dns-unreachable", "{v}");
+    assert_eq!(v["error"]["class"], "temporary");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("127.0.0.1:9") && message.contains("refused"),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "at once, not at the 10 s deadline"
+    );
+    assert_eq!(out.status.code(), Some(4));
+
+    // A domain that does not exist: say so, not "nothing is published".
+    let tb = Testbed::start().await.unwrap();
+    let (code, v) = discover_json(&tb, "a@exmaple-typo.test").await;
+    assert_eq!(v["error"]["kind"], "domain-not-found", "{v}");
+    assert_eq!(code, 1);
+    let dns = tb.dns_addr().to_string();
+    let out = pacc(&[
+        "discover",
+        "a@exmaple-typo.test",
+        "--dns",
+        &dns,
+        "--timeout",
+        "3",
+    ])
+    .await;
+    let human = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        human.contains("exmaple-typo.test does not exist in DNS"),
+        "{human}"
+    );
+    assert!(human.contains("spelling"), "{human}");
+}

@@ -254,6 +254,23 @@ pub enum DiscoveryError {
         /// Why.
         error: DocumentError,
     },
+    /// The address's domain itself does not exist in DNS (NXDOMAIN for the name): a
+    /// misspelt address, most likely. Found by the shell after an absent result, so that it
+    /// is said instead of "nothing is published".
+    #[error("{domain} does not exist in DNS: check the spelling of the address")]
+    DomainNotFound {
+        /// The domain.
+        domain: String,
+        /// What discovery itself found (absent).
+        primary: Box<DiscoveryError>,
+    },
+    /// No DNS server could be asked at all (the configured ones refuse, or there is no
+    /// network): found by the shell at once instead of after the deadline.
+    #[error("no DNS server could be reached: {detail}")]
+    DnsUnreachable {
+        /// The servers tried and the operating system's error.
+        detail: String,
+    },
     /// The primary path was absent and the MX fallback failed too.
     #[error("{failure} (the primary path was absent: {primary})")]
     MxFallback {
@@ -288,6 +305,8 @@ impl DiscoveryError {
             DiscoveryError::DigestLookup { .. } => "digest-lookup-failed",
             DiscoveryError::DigestMismatch { .. } => "digest-mismatch",
             DiscoveryError::InvalidDocument { .. } => "invalid-document",
+            DiscoveryError::DomainNotFound { .. } => "domain-not-found",
+            DiscoveryError::DnsUnreachable { .. } => "dns-unreachable",
             DiscoveryError::MxFallback { failure, .. } => failure.kind(),
         }
     }
@@ -301,6 +320,8 @@ impl DiscoveryError {
             DiscoveryError::DigestMismatch { .. } | DiscoveryError::InvalidDocument { .. } => {
                 FailureClass::Integrity
             }
+            DiscoveryError::DomainNotFound { .. } => FailureClass::Absent,
+            DiscoveryError::DnsUnreachable { .. } => FailureClass::Temporary,
             DiscoveryError::MxFallback { failure, .. } => failure.class(),
         }
     }

@@ -42,6 +42,17 @@ pub enum NameError {
     /// Nothing after the last `@`.
     #[error("the address has an empty domain (nothing after the '@')")]
     EmptyDomain,
+    /// The domain is a single label (`localhost`, `com`): no mail domain is.
+    #[error(
+        "'{0}' is not a mail domain: it has a single label; an address looks like name@example.com"
+    )]
+    SingleLabel(String),
+    /// The domain is itself a public suffix (`co.uk`, `com.au`): domains are registered
+    /// under it, no one receives mail at it.
+    #[error(
+        "'{0}' is a public suffix (like com or co.uk): domains are registered under it, but no one receives mail at it; check the part after the '@'"
+    )]
+    PublicSuffix(String),
     /// `user@[192.0.2.1]` and friends (RET-2).
     #[error(
         "'{0}' is an address literal: a server address, not a domain, so there is nothing to discover"
@@ -316,6 +327,14 @@ impl EmailAddress {
             return Err(NameError::EmptyDomain);
         }
         let domain = Domain::parse_discovery(domain)?;
+        if !domain.0.contains('.') {
+            return Err(NameError::SingleLabel(domain.to_unicode()));
+        }
+        if psl::suffix(domain.0.as_bytes()).is_some_and(|s| {
+            s.is_known() && s.typ() == Some(psl::Type::Icann) && s.as_bytes() == domain.0.as_bytes()
+        }) {
+            return Err(NameError::PublicSuffix(domain.to_unicode()));
+        }
         Ok(EmailAddress {
             address: address.to_owned(),
             local_part: local.to_owned(),

@@ -36,6 +36,8 @@ pub enum DnsConfig {
 #[derive(Clone)]
 pub(crate) struct Dns {
     resolver: TokioResolver,
+    /// The servers asked (for the reachability check).
+    servers: Vec<std::net::SocketAddr>,
 }
 
 impl Dns {
@@ -45,11 +47,29 @@ impl Dns {
         opts.attempts = 2;
         opts.ndots = 0;
         opts.preserve_intermediates = true;
+        let servers;
         let builder = match config {
-            DnsConfig::System => TokioResolver::builder_tokio().map_err(|e| {
-                ClientError::Resolver(format!("cannot read the system DNS configuration: {e}"))
-            })?,
+            DnsConfig::System => {
+                let builder = TokioResolver::builder_tokio().map_err(|e| {
+                    ClientError::Resolver(format!(
+                        "no DNS server is configured (cannot read /etc/resolv.conf: {e}); give one with --dns IP"
+                    ))
+                })?;
+                servers = hickory_resolver::system_conf::read_system_conf()
+                    .map(|(c, _)| {
+                        c.name_servers()
+                            .iter()
+                            .map(|ns| {
+                                let port = ns.connections.first().map_or(53, |c| c.port);
+                                std::net::SocketAddr::new(ns.ip, port)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                builder
+            }
             DnsConfig::Server(addr) => {
+                servers = vec![*addr];
                 opts.use_hosts_file = ResolveHosts::Never;
                 let mut udp = ConnectionConfig::udp();
                 udp.port = addr.port();
@@ -67,7 +87,53 @@ impl Dns {
             .with_options(opts)
             .build()
             .map_err(|e| ClientError::Resolver(e.to_string()))?;
-        Ok(Dns { resolver })
+        Ok(Dns { resolver, servers })
+    }
+
+    /// Resolves only when no configured server can be reached at all: each is sent one
+    /// small question (the root's NS) on a connected UDP socket, so an ICMP "port
+    /// unreachable" or a missing route comes back as an error at once. A server that
+    /// answers, or stays silent, keeps this pending for ever (silence is the deadline's).
+    pub(crate) async fn unreachable(&self) -> String {
+        use futures_util::StreamExt as _;
+        if self.servers.is_empty() {
+            return "no DNS server is configured".to_owned();
+        }
+        let mut tries: futures_util::stream::FuturesUnordered<_> = self
+            .servers
+            .iter()
+            .map(|&server| async move {
+                let local: std::net::SocketAddr = if server.is_ipv4() {
+                    ([0, 0, 0, 0], 0).into()
+                } else {
+                    (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+                };
+                let attempt = async {
+                    let socket = tokio::net::UdpSocket::bind(local).await?;
+                    socket.connect(server).await?;
+                    // id 0x7061, RD, one question: ". IN NS".
+                    let query = [
+                        0x70, 0x61, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1,
+                    ];
+                    socket.send(&query).await?;
+                    let mut buf = [0u8; 512];
+                    socket.recv(&mut buf).await.map(|_| ())
+                };
+                match attempt.await {
+                    Ok(()) => None,
+                    Err(e) => Some(format!("{server}: {e}")),
+                }
+            })
+            .collect();
+        let mut errors = Vec::new();
+        while let Some(r) = tries.next().await {
+            match r {
+                // One server answers: never resolve.
+                None => std::future::pending::<()>().await,
+                Some(e) => errors.push(e),
+            }
+        }
+        errors.join("; ")
     }
 
     /// Every TXT RR at `name`, each as its list of character-strings. The whole RRset is
@@ -83,6 +149,20 @@ impl Dns {
                 _ => None,
             })
             .collect())
+    }
+
+    /// Whether `name` exists in DNS: `Some(false)` only for an NXDOMAIN answer about that
+    /// very name; `None` when the question could not be answered.
+    pub(crate) async fn exists(&self, name: &str) -> Option<bool> {
+        let fqdn = format!("{name}.");
+        match self.resolver.lookup(fqdn.as_str(), RecordType::SOA).await {
+            Ok(_) => Some(true),
+            Err(NetError::Dns(DnsError::NoRecordsFound(no))) => Some(
+                !(no.response_code == ResponseCode::NXDomain
+                    && no.query.name().to_ascii().eq_ignore_ascii_case(&fqdn)),
+            ),
+            Err(_) => None,
+        }
     }
 
     /// The MX RRset of `name`, in full.

@@ -363,6 +363,47 @@ impl Client {
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Report {
         let deadline = Instant::from_std(deadline);
+        // Beside the discovery: if no DNS server can be reached at all, say so at once.
+        let run = self.discover_inner(domain, deadline, progress);
+        let mut report = tokio::select! {
+            biased;
+            report = run => report,
+            detail = self.dns.unreachable() => Report {
+                domain: domain.clone(),
+                url: pacc_proto::discovery::config_url(domain),
+                digest_owner: pacc_proto::discovery::digest_owner(domain),
+                outcome: Err(pacc_proto::discovery::DiscoveryError::DnsUnreachable { detail }),
+                records: Vec::new(),
+                response: None,
+                fallback: None,
+                trail: Vec::new(),
+            },
+        };
+        // A misspelt domain: say that it does not exist rather than that it publishes
+        // nothing (one more question, only when the answer was "absent").
+        if let Err(e) = &report.outcome
+            && e.class() == pacc_proto::fetch::FailureClass::Absent
+            && let Ok(Some(false)) = tokio::time::timeout_at(
+                deadline.min(Instant::now() + self.timeouts.dns),
+                self.dns.exists(domain.as_str()),
+            )
+            .await
+        {
+            let primary = Box::new(e.clone());
+            report.outcome = Err(pacc_proto::discovery::DiscoveryError::DomainNotFound {
+                domain: domain.to_string(),
+                primary,
+            });
+        }
+        report
+    }
+
+    async fn discover_inner(
+        &self,
+        domain: &Domain,
+        deadline: Instant,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Report {
         let mut machine = Discovery::with_options(domain.clone(), self.options);
         let mut running = FuturesUnordered::new();
         loop {

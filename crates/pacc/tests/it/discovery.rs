@@ -132,7 +132,20 @@ async fn digest_mismatch_and_missing_records() {
 async fn absent_host_and_404() {
     let tb = testbed().await;
     let c = client(&tb);
+    // A domain that does not exist at all is said to be misspelt, not to publish nothing.
     let r = discover(&c, "u@nothing-here.test").await;
+    assert_failure(&r, "domain-not-found", FailureClass::Absent);
+    let message = r.outcome.as_ref().unwrap_err().to_string();
+    assert!(
+        message.contains("nothing-here.test does not exist in DNS"),
+        "{message}"
+    );
+    // A domain that exists but has no configuration host.
+    tb.dns
+        .add_a("exists.test", std::net::Ipv4Addr::new(127, 0, 0, 1))
+        .await
+        .unwrap();
+    let r = discover(&c, "u@exists.test").await;
     assert_failure(&r, "no-such-host", FailureClass::Absent);
 
     let _s = tb
