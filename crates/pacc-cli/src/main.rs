@@ -8,6 +8,7 @@ mod progress;
 mod provider_cmd;
 mod rpc;
 mod setup_cmd;
+mod term;
 mod tty;
 
 use std::net::SocketAddr;
@@ -105,6 +106,14 @@ Exit codes:
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Colour: auto (on terminals, unless NO_COLOR is set; CLICOLOR_FORCE forces it), always,
+    /// never. Decided per stream.
+    #[arg(long, global = true, value_name = "WHEN", value_enum, default_value_t = term::ColorWhen::Auto)]
+    color: term::ColorWhen,
+    /// No progress and no informational lines on stderr (results, warnings, errors and
+    /// prompts still appear).
+    #[arg(short, long, global = true)]
+    quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -360,11 +369,14 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         vdir: Option<String>,
     },
-    /// Run the whole discovery against a local test provider, with no network needed.
+    /// The whole flow against a local provider, with no network needed.
     ///
-    /// Starts a DNS server, a certificate authority and an HTTPS server on 127.0.0.0/8,
-    /// publishes a provider there, and shows what `pacc discover` prints for it, then what a
-    /// tampered document looks like. Needs permission to bind ports 53 and 443 (root).
+    /// Starts a DNS server, a certificate authority, HTTPS hosts and scripted mail servers
+    /// on 127.0.0.0/8, publishes a provider there, and runs what the commands would: discover,
+    /// probe, the confirmation screen, sign-in with a password and (when the test
+    /// authorization server is installed) with OAuth, the MX fallback of a hosted domain,
+    /// and a tampered document. Needs permission to bind ports 53, 443 and the mail ports
+    /// (root). With --keep it stays up for you to try every command by hand.
     Demo(DemoArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     ///
@@ -486,6 +498,10 @@ struct DemoArgs {
     /// Log what happens on stderr (-v: steps, -vv: protocol details).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Keep the demo provider running afterwards and print the --dns/--ca-file flags to try
+    /// every other command against it by hand, until Ctrl-C.
+    #[arg(long)]
+    keep: bool,
 }
 
 fn parse_strategy(s: &str) -> Result<MxUriStrategy, String> {
@@ -537,9 +553,11 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("PACC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Colour codes only where stderr gets colour (never into files or the journal).
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(term::stderr_color())
         .with_target(false)
         .try_init();
 }
@@ -550,6 +568,7 @@ fn init_logging_serve() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(term::stderr_color())
         .try_init();
 }
 
@@ -597,6 +616,7 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
+    term::init(cli.color, cli.quiet);
     let interruptible = !matches!(cli.command, Command::Serve { .. } | Command::Rpc { .. });
     let threads = match &cli.command {
         Command::Serve {
@@ -733,7 +753,7 @@ fn main() -> ExitCode {
                     Err(code) => code,
                 }
             }
-            Command::Demo(args) => demo::run(args.verbose).await,
+            Command::Demo(args) => demo::run(args.verbose, args.keep).await,
             Command::Completions { shell } => {
                 let mut cmd = <Cli as clap::CommandFactory>::command();
                 clap_complete::generate(shell, &mut cmd, "pacc", &mut std::io::stdout());
@@ -808,7 +828,8 @@ pub(crate) fn report_error_kind(kind: &'static str, message: &str) -> u8 {
     #[allow(clippy::print_stderr)]
     {
         eprintln!(
-            "pacc: error: {}",
+            "pacc: {} {}",
+            term::paint("error:", "1;31", term::stderr_color()),
             pacc_proto::name::escape_for_terminal(message)
         );
     }

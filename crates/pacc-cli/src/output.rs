@@ -80,6 +80,18 @@ pub fn print_human(text: &str) {
     let _ = out.flush();
 }
 
+/// Print text that is already safe for the terminal (built from escaped parts and pacc's
+/// own colour codes).
+#[allow(clippy::print_stdout)]
+pub fn print_raw(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if out.write_all(text.as_bytes()).is_err() {
+        std::process::exit(0);
+    }
+    let _ = out.flush();
+}
+
 /// Remember why the run ends, for [`finish_json`] (the first error recorded wins).
 pub fn record_error(kind: &'static str, message: &str) {
     if let Ok(mut e) = contract::ERROR.lock()

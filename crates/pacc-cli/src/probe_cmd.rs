@@ -2,7 +2,7 @@
 //! terminal, a table at the end, or one JSON object.
 
 use std::fmt::{self, Write as _};
-use std::io::{IsTerminal as _, Write as _};
+use std::io::IsTerminal as _;
 
 use pacc::Client;
 use pacc_proto::name::EmailAddress;
@@ -79,7 +79,44 @@ fn challenge(c: &Challenge) -> String {
     }
 }
 
-fn row(p: &ServiceProbe) -> String {
+/// The width of the terminal stdout is on, if it is one.
+fn terminal_width() -> Option<usize> {
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    rustix::termios::tcgetwinsize(std::io::stdout())
+        .ok()
+        .map(|w| usize::from(w.ws_col))
+        .filter(|w| *w >= 40)
+}
+
+/// `line` cut to `width` characters (with "…"), when a width is given.
+fn fit(line: String, width: Option<usize>) -> String {
+    match width {
+        Some(w) if line.chars().count() > w => {
+            let mut cut: String = line.chars().take(w.saturating_sub(1)).collect();
+            cut.push('…');
+            cut
+        }
+        _ => line,
+    }
+}
+
+/// The column width of the targets (at most 40, less on a narrow terminal).
+fn target_width(probes: &[&ServiceProbe], width: Option<usize>) -> usize {
+    let longest = probes
+        .iter()
+        .map(|p| p.target.chars().count())
+        .max()
+        .unwrap_or(6);
+    let cap = match width {
+        Some(w) if w < 120 => 30,
+        _ => 40,
+    };
+    longest.clamp(6, cap)
+}
+
+fn row(p: &ServiceProbe, tw: usize, width: Option<usize>) -> String {
     let (tls, usable) = match &p.status {
         ProbeStatus::Reachable { tls, usable, .. } => (
             tls.session.version.clone(),
@@ -90,28 +127,71 @@ fn row(p: &ServiceProbe) -> String {
         ),
         ProbeStatus::Unreachable { .. } => ("-".to_owned(), "UNREACHABLE".to_owned()),
     };
-    format!(
-        "{:<12} {:<40} {:<8} {:<9} {:>5} ms  {}",
-        p.service.label(),
-        p.target,
-        tls,
-        usable,
-        p.elapsed_ms,
-        offers(p)
+    let target = fit(p.target.clone(), Some(tw));
+    fit(
+        format!(
+            "{:<11} {target:<tw$} {:<7} {:<8} {:>5}ms  {}",
+            p.service.label(),
+            tls.replace("TLSv", ""),
+            usable,
+            p.elapsed_ms,
+            offers(p)
+        ),
+        width,
     )
 }
 
-struct Table<'a>(&'a [ServiceProbe]);
+/// The table, in the document's order, fitting `width` when given.
+struct Table<'a> {
+    probes: Vec<&'a ServiceProbe>,
+    width: Option<usize>,
+}
+
+impl<'a> Table<'a> {
+    fn new(
+        config: &pacc_proto::document::Config,
+        probes: &'a [ServiceProbe],
+        width: Option<usize>,
+    ) -> Self {
+        Table {
+            probes: in_document_order(config, probes),
+            width,
+        }
+    }
+}
+
+/// The probes in the order the document lists the services.
+fn in_document_order<'a>(
+    config: &pacc_proto::document::Config,
+    probes: &'a [ServiceProbe],
+) -> Vec<&'a ServiceProbe> {
+    let order: Vec<_> = config.protocols.iter().map(|s| s.kind).collect();
+    let mut v: Vec<&ServiceProbe> = probes.iter().collect();
+    v.sort_by_key(|p| {
+        order
+            .iter()
+            .position(|k| *k == p.service)
+            .unwrap_or(usize::MAX)
+    });
+    v
+}
 
 impl fmt::Display for Table<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tw = target_width(&self.probes, self.width);
         writeln!(
             f,
-            "{:<12} {:<40} {:<8} {:<9} {:>8}  Offers",
-            "Service", "Server", "TLS", "Usable", "Time"
+            "{}",
+            fit(
+                format!(
+                    "{:<11} {:<tw$} {:<7} {:<8} {:>7}  Offers",
+                    "Service", "Server", "TLS", "Usable", "Time"
+                ),
+                self.width
+            )
         )?;
-        for p in self.0 {
-            writeln!(f, "{}", row(p))?;
+        for p in &self.probes {
+            writeln!(f, "{}", row(p, tw, self.width))?;
             if let ProbeStatus::Reachable { tls, offered, .. } = &p.status {
                 let mut extra = String::new();
                 if let Some(c) = &tls.certificate {
@@ -126,11 +206,87 @@ impl fmt::Display for Table<'_> {
                     }
                 }
                 if !extra.is_empty() {
-                    writeln!(f, "{:<12} {extra}", "")?;
+                    writeln!(f, "{}", fit(format!("{:<11} {extra}", ""), self.width))?;
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// On a terminal: one row per service in the document's order, each a spinner until its
+/// probe ends and then its final row, erased at the end so the printed table takes its
+/// place.
+struct LiveTable {
+    multi: indicatif::MultiProgress,
+    rows: Vec<(pacc_proto::document::ServiceKind, indicatif::ProgressBar)>,
+    tw: usize,
+    width: Option<usize>,
+}
+
+impl LiveTable {
+    fn start(config: &pacc_proto::document::Config, width: Option<usize>) -> Self {
+        use indicatif::{ProgressBar, ProgressStyle};
+        let multi =
+            indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr());
+        let longest = config
+            .protocols
+            .iter()
+            .map(|s| match &s.endpoint {
+                pacc_proto::document::Endpoint::Host { host, port, .. } => {
+                    format!("{host}:{port}").chars().count()
+                }
+                pacc_proto::document::Endpoint::Url { url } => url.to_string().chars().count(),
+            })
+            .max()
+            .unwrap_or(6);
+        let tw = longest.clamp(
+            6,
+            if width.is_some_and(|w| w < 120) {
+                30
+            } else {
+                40
+            },
+        );
+        let style = ProgressStyle::with_template("{spinner} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let rows = config
+            .protocols
+            .iter()
+            .map(|s| {
+                let bar = multi.add(ProgressBar::new_spinner());
+                bar.set_style(style.clone());
+                bar.set_message(format!("{:<11} probing…", s.kind.label()));
+                bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                (s.kind, bar)
+            })
+            .collect();
+        LiveTable {
+            multi,
+            rows,
+            tw,
+            width: width.map(|w| w.saturating_sub(2)),
+        }
+    }
+
+    fn done(&self, p: &ServiceProbe) {
+        if let Some((_, bar)) = self.rows.iter().find(|(k, _)| *k == p.service) {
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{prefix} {wide_msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar.set_prefix(if p.is_usable() { "✓" } else { "✗" });
+            bar.finish_with_message(pacc_proto::name::escape_for_terminal(&row(
+                p, self.tw, self.width,
+            )));
+        }
+    }
+
+    fn clear(&self) {
+        for (_, bar) in &self.rows {
+            bar.finish_and_clear();
+        }
+        let _ = self.multi.clear();
     }
 }
 
@@ -164,25 +320,20 @@ pub async fn run(client: &Client, address: &EmailAddress, out: &OutputArgs) -> u
         }
         return discovery.exit_code();
     };
-    let live = !out.json && std::io::stderr().is_terminal();
-    if live {
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(
-            err,
-            "probing {} service(s)…",
-            verified.document.config.protocols.len()
-        );
-    }
+    let width = terminal_width();
+    let live = (!out.json && crate::term::progress_allowed())
+        .then(|| LiveTable::start(&verified.document.config, width));
     let probing = std::time::Instant::now();
     let services = client
         .probe(&verified.document.config, deadline, &|p| {
-            if live {
-                let mark = if p.is_usable() { "ok " } else { "!! " };
-                let mut err = std::io::stderr().lock();
-                let _ = writeln!(err, "{mark}{}", row(p));
+            if let Some(live) = &live {
+                live.done(p);
             }
         })
         .await;
+    if let Some(live) = &live {
+        live.clear();
+    }
     phases.probe_ms = Some(crate::output::ms_since(probing));
     phases.total_ms = crate::output::ms_since(started);
     let ok = services.iter().all(ServiceProbe::is_usable);
@@ -208,7 +359,11 @@ pub async fn run(client: &Client, address: &EmailAddress, out: &OutputArgs) -> u
             verified.url
         );
         let _ = writeln!(text);
-        let _ = write!(text, "{}", Table(&services));
+        let _ = write!(
+            text,
+            "{}",
+            Table::new(&verified.document.config, &services, width)
+        );
         let bad = services.iter().filter(|s| !s.is_usable()).count();
         let _ = writeln!(text);
         if bad == 0 {

@@ -224,19 +224,28 @@ pub async fn check_cmd(
         crate::output::print_json(&o);
     } else {
         use std::fmt::Write as _;
+        // The tags are pacc's own (coloured when stdout gets colour); the rest is escaped.
+        let color = crate::term::stdout_color();
+        let esc = pacc_proto::name::escape_for_terminal;
         let mut text = String::new();
-        let _ = writeln!(text, "Checking {d} as a client sees it");
+        let _ = writeln!(text, "Checking {} as a client sees it", esc(&d.to_string()));
         for f in &findings {
-            let tag = match f.verdict {
-                Verdict::Pass => "PASS",
-                Verdict::Info => "INFO",
-                Verdict::Warn => "WARN",
-                Verdict::Fail => "FAIL",
+            let (tag, style) = match f.verdict {
+                Verdict::Pass => ("PASS", "32"),
+                Verdict::Info => ("INFO", "36"),
+                Verdict::Warn => ("WARN", "1;33"),
+                Verdict::Fail => ("FAIL", "1;31"),
             };
-            let _ = writeln!(text, "{tag}  {:<12} {}", f.area, f.message);
+            let _ = writeln!(
+                text,
+                "{}  {:<12} {}",
+                crate::term::paint(tag, style, color),
+                esc(&f.area.to_string()),
+                esc(&f.message)
+            );
             if let (Some(fix), Verdict::Warn | Verdict::Fail | Verdict::Info) = (&f.fix, f.verdict)
             {
-                let _ = writeln!(text, "      {:<12} fix: {fix}", "");
+                let _ = writeln!(text, "      {:<12} fix: {}", "", esc(fix));
             }
         }
         let fails = findings
@@ -249,7 +258,7 @@ pub async fn check_cmd(
             .count();
         let _ = writeln!(text);
         let _ = writeln!(text, "{fails} failure(s), {warns} warning(s)");
-        crate::output::print_human(&text);
+        crate::output::print_raw(&text);
     }
     if ok { exit::OK } else { exit::NOT_PUBLISHED }
 }

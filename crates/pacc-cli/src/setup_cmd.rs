@@ -210,9 +210,8 @@ fn show_event(e: Event, json: bool, progress: &crate::progress::Progress, ui: Op
             elapsed: Duration::from_millis(elapsed_ms),
         }),
         Event::Discovered { services, .. } => {
-            progress.finish();
             if !json {
-                eprint(&format!("Probing {services} service(s)…\n"));
+                progress.set(&format!("probing {services} service(s)…"));
             }
         }
         Event::OpenUrl { url, .. } => {
@@ -434,7 +433,7 @@ pub async fn run(
             .iter()
             .filter(|c| c.method().is_some())
             .count();
-        eprint(&format!("Signing in to {n} service(s) as {address}…\n"));
+        crate::term::info(&format!("Signing in to {n} service(s) as {address}…"));
     }
     let finished = match with_events(confirmed.sign_in(secret), &mut events, |_| {}).await {
         Ok(f) => f,
@@ -567,7 +566,7 @@ fn browser_available() -> bool {
 }
 
 #[allow(clippy::print_stdout)]
-fn print_human(
+pub(crate) fn print_human(
     address: &EmailAddress,
     config: &Config,
     choices: &[Choice],

@@ -223,6 +223,83 @@ async fn demo_runs_offline() {
     );
     assert!(text.contains("[digest-mismatch]"), "{text}");
     assert!(text.contains("MX fallback"), "{text}");
+    // Issue 14.8: the whole flow: probe, the confirmation screen, sign-in with a password
+    // (and with OAuth where the test authorization server is installed).
+    assert!(
+        text.contains("All 8 services are reachable over verified TLS and usable."),
+        "{text}"
+    );
+    assert!(
+        text.contains("Your credentials would be sent to these domains:"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("password via PLAIN, username alice@example.test")
+            .count(),
+        4,
+        "{text}"
+    );
+    if pacc_testbed::peers::auth_server_available() {
+        assert_eq!(
+            text.matches("OAuth via OAUTHBEARER, username alice@example.test")
+                .count(),
+            4,
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("OAuth via Bearer, username alice@example.test")
+                .count(),
+            4,
+            "{text}"
+        );
+    }
+}
+
+/// `pacc demo --keep` stays up and prints the flags to use it by hand; they work.
+#[tokio::test]
+async fn demo_keep_serves_other_commands() {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = tokio::process::Command::new(PACC)
+        .args(["demo", "--keep"])
+        .env("PACC_DATA_DIR", data_dir())
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut discover = None;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while let Ok(Ok(Some(line))) = tokio::time::timeout_at(deadline, lines.next_line()).await {
+        if line
+            .trim_start()
+            .starts_with("pacc discover alice@example.test --dns")
+        {
+            discover = Some(line.trim().to_owned());
+        }
+        if line.contains("Press Ctrl-C to stop.") {
+            break;
+        }
+    }
+    let discover = discover.expect("the demo printed the flags");
+    let args: Vec<&str> = discover.split_whitespace().skip(1).collect();
+    let mut args = args.clone();
+    args.push("--json");
+    let out = pacc(&args).await;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["config"]["info"]["provider"]["name"], "Example Demo Mail");
+    // Ctrl-C ends it.
+    let pid = child.id().unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.code().is_some(), "exited on SIGINT: {status:?}");
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ mod addr;
 pub mod browser;
 mod dns;
 pub mod embedding;
+pub mod full;
 mod https;
 pub mod peers;
 mod pki;
