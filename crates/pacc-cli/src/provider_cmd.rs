@@ -240,7 +240,7 @@ pub async fn check_cmd(
                 text,
                 "{}  {:<12} {}",
                 crate::term::paint(tag, style, color),
-                esc(&f.area.to_string()),
+                esc(f.area),
                 esc(&f.message)
             );
             if let (Some(fix), Verdict::Warn | Verdict::Fail | Verdict::Info) = (&f.fix, f.verdict)

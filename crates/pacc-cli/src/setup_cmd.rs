@@ -209,10 +209,8 @@ fn show_event(e: Event, json: bool, progress: &crate::progress::Progress, ui: Op
             target,
             elapsed: Duration::from_millis(elapsed_ms),
         }),
-        Event::Discovered { services, .. } => {
-            if !json {
-                progress.set(&format!("probing {services} service(s)…"));
-            }
+        Event::Discovered { services, .. } if !json => {
+            progress.set(&format!("probing {services} service(s)…"));
         }
         Event::OpenUrl { url, .. } => {
             let Some(ui) = ui else { return };
