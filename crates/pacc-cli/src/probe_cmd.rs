@@ -355,8 +355,14 @@ pub async fn run(client: &Client, address: &EmailAddress, out: &OutputArgs) -> u
         let mut text = String::new();
         let _ = writeln!(
             text,
-            "Verified configuration for {address} ({provider}, {})",
-            verified.url
+            "{}",
+            fit(
+                format!(
+                    "Verified configuration for {address} ({provider}, {})",
+                    verified.url
+                ),
+                width
+            )
         );
         let _ = writeln!(text);
         let _ = write!(
