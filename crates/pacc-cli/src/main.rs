@@ -549,7 +549,7 @@ fn init_logging(verbose: u8) {
     let level = match verbose {
         0 => "warn",
         1 => "pacc=debug,pacc_proto=debug,warn",
-        _ => "debug",
+        _ => "pacc=trace,pacc_proto=trace,info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("PACC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));

@@ -130,3 +130,70 @@ async fn setup_signs_in_on_the_probe_connections() {
         "every probe connection carried its sign-in:\n{log}"
     );
 }
+
+/// Issue 14.5: `-v` shows each step with its timing; `-vv` the protocol lines, with every
+/// credential redacted.
+#[tokio::test(flavor = "multi_thread")]
+async fn verbose_shows_steps_and_never_a_secret() {
+    let Some(p) = provider(&[]).await else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let dns = p.tb.dns_addr().to_string();
+    let ca = p.tb.ca_file().to_str().unwrap().to_owned();
+    let base = [
+        "setup",
+        "alice@example.test",
+        "--dns",
+        &dns,
+        "--ca-file",
+        &ca,
+        "--accept-domains",
+        "example.test",
+        "--password-env",
+        "PACC_PASSWORD",
+        "--no-save",
+        "--json",
+    ];
+    let run = |extra: &'static str| {
+        let mut cmd = command(&p, data.path(), PACC);
+        cmd.args(base).arg(extra);
+        let out = cmd.output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["ok"], true, "{v}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let v = run("-v");
+    for step in [
+        "txt _ua-auto-config.example.test → 1 TXT record(s)",
+        "fetch https://ua-auto-config.example.test/.well-known/user-agent-configuration.json → HTTP 200",
+        "verified https://ua-auto-config.example.test/",
+        "probe imap imap.example.test:993: TLSv1.3",
+        "sign-in managesieve sieve.example.test:4190",
+    ] {
+        assert!(v.contains(step), "-v shows {step:?}:\n{v}");
+    }
+    assert!(v.contains(" ms)"), "with timings:\n{v}");
+    assert!(!v.contains(" C: "), "-v has no protocol lines:\n{v}");
+    let vv = run("-vv");
+    assert!(
+        vv.contains("AUTHENTICATE PLAIN <redacted>"),
+        "-vv shows the dialogue:\n{vv}"
+    );
+    assert!(vv.contains("S: * OK"), "{vv}");
+    let password = pacc_testbed::peers::USERS[0].1;
+    let plain = pacc_proto::auth::sasl::plain(
+        "alice@example.test",
+        &pacc_proto::auth::Secret::new(password.to_owned()),
+    );
+    for level in [&v, &vv] {
+        assert!(
+            !level.contains(password),
+            "the password never appears:\n{level}"
+        );
+        assert!(
+            !level.contains(plain.expose()),
+            "nor its SASL form:\n{level}"
+        );
+    }
+}

@@ -224,6 +224,52 @@ pub trait LineProbe: Send {
     }
     /// The result, once an action said [`Next::Close`] (or the connection ended early).
     fn outcome(&self) -> Result<Capabilities, ProtocolError>;
+    /// Whether what this machine writes may carry a credential: a shell that logs the
+    /// dialogue must then show only [`redact`]ed lines.
+    fn sends_secrets(&self) -> bool {
+        false
+    }
+}
+
+/// A written line as it may be logged: the tag, the command verb and the mechanism name
+/// (from a fixed list), and `<redacted>` for everything else. Nothing of a username,
+/// password, token or SASL response survives.
+pub fn redact(line: &[u8]) -> String {
+    const KEEP: &[&str] = &[
+        "AUTHENTICATE",
+        "AUTH",
+        "LOGIN",
+        "USER",
+        "PASS",
+        "PLAIN",
+        "OAUTHBEARER",
+        "XOAUTH2",
+        "LOGOUT",
+        "QUIT",
+        "CAPABILITY",
+        "CAPA",
+        "EHLO",
+        "STARTTLS",
+    ];
+    let text = String::from_utf8_lossy(line);
+    let mut kept = Vec::new();
+    let mut rest = false;
+    for (i, word) in text.split_whitespace().enumerate() {
+        let bare = word.trim_matches('"');
+        let is_tag = i == 0
+            && bare.len() <= 4
+            && bare.starts_with(|c: char| c.is_ascii_lowercase())
+            && bare[1..].chars().all(|c| c.is_ascii_digit());
+        if !rest && (is_tag || KEEP.iter().any(|k| k.eq_ignore_ascii_case(bare))) {
+            kept.push(word.to_owned());
+        } else {
+            rest = true;
+        }
+    }
+    if rest || kept.is_empty() {
+        kept.push("<redacted>".to_owned());
+    }
+    kept.join(" ")
 }
 
 /// The server certificate, for display.
@@ -354,7 +400,7 @@ pub fn line_probe(kind: ServiceKind, ehlo_name: &str) -> Option<Box<dyn LineProb
 }
 
 /// Lossy text of a server line for messages, bounded.
-pub(crate) fn show(line: &[u8]) -> String {
+pub fn show(line: &[u8]) -> String {
     let s = String::from_utf8_lossy(line);
     let mut t: String = s.chars().filter(|c| !c.is_control()).take(120).collect();
     if s.chars().count() > 120 {

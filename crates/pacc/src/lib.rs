@@ -395,6 +395,21 @@ impl Client {
                 primary,
             });
         }
+        match &report.outcome {
+            Ok(v) => tracing::debug!(
+                "verified {} against {} ({:?}; {} service(s))",
+                v.url,
+                pacc_proto::name::escape_for_terminal(&v.record),
+                v.method,
+                v.document.config.protocols.len()
+            ),
+            Err(e) => tracing::debug!(
+                "discovery ended: {} ({:?}): {}",
+                e.kind(),
+                e.class(),
+                pacc_proto::name::escape_for_terminal(&e.to_string())
+            ),
+        }
         report
     }
 
@@ -695,6 +710,35 @@ impl Client {
             })),
         };
         let elapsed = started.elapsed();
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let result = match &response {
+                Response::Txt(Ok(rrs)) => format!("{} TXT record(s)", rrs.len()),
+                Response::Mx(Ok(rrs)) => format!(
+                    "{} MX: {}",
+                    rrs.len(),
+                    rrs.iter()
+                        .map(|m| format!("{} {}", m.preference, m.exchange))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Response::Txt(Err(e)) | Response::Mx(Err(e)) => format!("{} ({e})", e.kind()),
+                Response::Fetch(Ok(b)) => format!(
+                    "HTTP 200, {} bytes, {} {}, from {}",
+                    b.bytes.len(),
+                    b.tls.version,
+                    b.tls.cipher,
+                    b.peer
+                ),
+                Response::Fetch(Err(e)) => format!("{} ({e})", e.kind()),
+                _ => String::new(),
+            };
+            tracing::debug!(
+                "{step} {} → {} ({} ms)",
+                pacc_proto::name::escape_for_terminal(&target),
+                pacc_proto::name::escape_for_terminal(&result),
+                elapsed.as_millis()
+            );
+        }
         progress(Progress::Finished {
             step,
             target,

@@ -145,6 +145,36 @@ pub(crate) async fn probe_service(
         status,
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     };
+    match &probe.status {
+        ProbeStatus::Reachable {
+            tls,
+            offered,
+            usable,
+        } => tracing::debug!(
+            "probe {} {}: {} {}, offers {}, usable {:?} ({} ms)",
+            probe.service,
+            probe.target,
+            tls.session.version,
+            tls.session.cipher,
+            match offered {
+                Offered::Text(c) => c.mechanisms.join(" "),
+                Offered::Http(h) => h
+                    .challenges
+                    .iter()
+                    .map(|c| c.scheme.clone())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            },
+            usable,
+            probe.elapsed_ms
+        ),
+        ProbeStatus::Unreachable { kind, error } => tracing::debug!(
+            "probe {} {}: unreachable, {kind}: {error} ({} ms)",
+            probe.service,
+            probe.target,
+            probe.elapsed_ms
+        ),
+    }
     (probe, parked)
 }
 
@@ -319,6 +349,20 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             return Ok(Ended::Idle);
         }
         if !action.write.is_empty() {
+            if tracing::enabled!(tracing::Level::TRACE) {
+                for line in action
+                    .write
+                    .split(|b| *b == b'\n')
+                    .filter(|l| !l.is_empty())
+                {
+                    let shown = if machine.sends_secrets() {
+                        probe::redact(line)
+                    } else {
+                        pacc_proto::probe::show(line.strip_suffix(b"\r").unwrap_or(line))
+                    };
+                    tracing::trace!("{host} C: {shown}");
+                }
+            }
             match timeout_at(step(), reader.get_mut().write_all(&action.write)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(io_error(host, e)),
@@ -357,6 +401,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 if line.ends_with(b"\r") {
                     line.pop();
                 }
+                tracing::trace!("{host} S: {}", pacc_proto::probe::show(&line));
                 action = machine.on_line(&line);
                 tokio::task::yield_now().await;
             }

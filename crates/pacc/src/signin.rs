@@ -115,6 +115,22 @@ pub(crate) async fn sign_in_all(
     drop(parked);
     let mut out = Vec::new();
     while let Some(v) = running.next().await {
+        tracing::debug!(
+            "sign-in {} {} with {:?}: {} ({} ms)",
+            v.service,
+            pacc_proto::name::escape_for_terminal(&v.target),
+            v.method,
+            match &v.outcome {
+                ValidationOutcome::Ok => "ok".to_owned(),
+                ValidationOutcome::Failed { class, message } => format!(
+                    "failed [{}] {}",
+                    class.name(),
+                    pacc_proto::name::escape_for_terminal(message)
+                ),
+                ValidationOutcome::NotSent { reason } => format!("not sent: {reason}"),
+            },
+            v.elapsed_ms
+        );
         out.push(v);
     }
     out.sort_by_key(|v| v.service);

@@ -648,6 +648,10 @@ impl LineProbe for Login {
     fn outcome(&self) -> Result<Capabilities, ProtocolError> {
         self.result().map(|_| self.caps.clone())
     }
+
+    fn sends_secrets(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
@@ -657,6 +661,40 @@ mod tests {
 
     fn pw() -> Credential {
         Credential::Password(Secret::new("alice-secret"))
+    }
+
+    #[test]
+    fn logged_lines_never_carry_the_credential() {
+        use crate::probe::redact;
+        let ir = sasl::plain("alice@example.test", &Secret::new("alice-secret"));
+        for (line, shown) in [
+            (
+                format!("a1 AUTHENTICATE PLAIN {}", ir.expose()),
+                "a1 AUTHENTICATE PLAIN <redacted>",
+            ),
+            (
+                format!("AUTH PLAIN {}", ir.expose()),
+                "AUTH PLAIN <redacted>",
+            ),
+            (
+                "a1 LOGIN \"alice@example.test\" \"alice-secret\"".to_owned(),
+                "a1 LOGIN <redacted>",
+            ),
+            ("PASS alice-secret".to_owned(), "PASS <redacted>"),
+            ("USER alice@example.test".to_owned(), "USER <redacted>"),
+            (ir.expose().to_owned(), "<redacted>"),
+            (
+                format!("AUTHENTICATE \"PLAIN\" \"{}\"", ir.expose()),
+                "AUTHENTICATE \"PLAIN\" <redacted>",
+            ),
+            ("b2 LOGOUT".to_owned(), "b2 LOGOUT"),
+            // Base64 that happens to look like a word is not kept either.
+            ("QUJD".to_owned(), "<redacted>"),
+        ] {
+            let r = redact(line.as_bytes());
+            assert_eq!(r, shown, "{line}");
+            assert!(!r.contains("alice-secret") && !r.contains(ir.expose()));
+        }
     }
 
     #[test]
