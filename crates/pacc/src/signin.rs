@@ -24,7 +24,8 @@ pub struct Validation {
     pub service: pacc_proto::document::ServiceKind,
     /// `host:port` or URL.
     pub target: String,
-    /// The method used.
+    /// The method used (flattened: `method` and `mechanism`, as in `choices`).
+    #[serde(flatten)]
     pub method: Method,
     /// What happened.
     #[serde(flatten)]
