@@ -62,7 +62,9 @@ pub enum NameError {
     #[error("'{0}' is an IP address, not a host name")]
     IpAddress(String),
     /// IDNA (UTS #46) processing refused the name.
-    #[error("'{0}' is not a valid domain name (IDNA processing failed)")]
+    #[error(
+        "'{0}' is not a valid domain name: it has characters no domain name can have; check the part after the '@' for typos (or give the domain in its xn-- form)"
+    )]
     Idna(String),
     /// Two dots in a row, a leading dot, or a dot-only name.
     #[error("'{0}' has an empty label")]

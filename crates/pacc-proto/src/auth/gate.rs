@@ -257,9 +257,13 @@ impl ConfirmationRequest {
 /// SEC-2: the Unicode form only when every label keeps to one script; else the A-label.
 pub fn display_name(d: &Domain) -> String {
     let unicode = d.to_unicode();
-    if unicode.split('.').all(single_script) {
+    if unicode == d.as_str() {
         unicode
+    } else if unicode.split('.').all(single_script) {
+        // The A-label alongside, so the user can compare it with what other tools show.
+        format!("{unicode} ({d})")
     } else {
+        // Mixed scripts (a homograph risk): only the A-label.
         d.to_string()
     }
 }
@@ -358,7 +362,12 @@ mod tests {
 
     #[test]
     fn homographs_show_as_a_labels() {
-        assert_eq!(display_name(&d("bücher.example")), "bücher.example");
+        // Safe IDNs in Unicode, with the A-label alongside.
+        assert_eq!(
+            display_name(&d("bücher.example")),
+            "bücher.example (xn--bcher-kva.example)"
+        );
+        assert_eq!(display_name(&d("example.com")), "example.com");
         // Latin 'p' + Cyrillic 'аураl' mix: shown as the A-label.
         let mixed = d("pаypal.example");
         assert!(
@@ -366,7 +375,7 @@ mod tests {
             "{}",
             display_name(&mixed)
         );
-        assert_eq!(display_name(&d("пример.example")), "пример.example");
+        assert!(display_name(&d("пример.example")).starts_with("пример.example (xn--"));
     }
 
     #[test]
