@@ -154,6 +154,9 @@ pub struct DiscoverOutput<'a> {
     trail: &'a [TrailEntry],
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorOut>,
+    /// The primary document's bytes arrived (else no TXT record could be compared).
+    #[serde(skip)]
+    fetched: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -239,6 +242,7 @@ impl<'a> DiscoverOutput<'a> {
             records: &report.records,
             fallback: report.fallback.as_ref(),
             trail: &report.trail,
+            fetched: report.response.is_some(),
             error: report.outcome.as_ref().err().map(ErrorOut::new),
         }
     }
@@ -435,10 +439,16 @@ impl DiscoverOutput<'_> {
                     let mut line = String::new();
                     match &r.verdict {
                         RecordVerdict::Valid { record, matches } => {
+                            // No verdict on a document that never arrived.
+                            let verdict = match (self.fetched, *matches) {
+                                (false, _) => "valid, not compared: no document",
+                                (true, true) => "match",
+                                (true, false) => "no match",
+                            };
                             let _ = write!(
                                 line,
                                 "[{}] {}  ({}{})",
-                                if *matches { "match" } else { "no match" },
+                                verdict,
                                 r.text,
                                 record.algorithm,
                                 if record.canonical {

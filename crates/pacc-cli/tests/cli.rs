@@ -1394,3 +1394,41 @@ async fn errors_that_teach() {
     );
     assert!(human.contains("spelling"), "{human}");
 }
+
+/// Issue 14.6: the trail gives no TXT verdict for a document that never arrived.
+#[tokio::test]
+async fn no_digest_verdict_without_a_document() {
+    let tb = Testbed::start().await.unwrap();
+    let _s = tb
+        .https_host(
+            &["ua-auto-config.gone.test"],
+            pacc_testbed::Behaviour::new(pacc_testbed::Reply::status(404)),
+        )
+        .await
+        .unwrap();
+    tb.publish_txt("gone.test", &pacc_testbed::sha256_record(b"{}"))
+        .await
+        .unwrap();
+    let dns = tb.dns_addr().to_string();
+    let ca = tb.ca_file().to_str().unwrap().to_owned();
+    let out = pacc(&[
+        "discover",
+        "a@gone.test",
+        "--dns",
+        &dns,
+        "--ca-file",
+        &ca,
+        "--timeout",
+        "3",
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("[valid, not compared: no document]"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("[no match]") && !text.contains("[match]"),
+        "{text}"
+    );
+}
