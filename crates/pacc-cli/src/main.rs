@@ -299,6 +299,9 @@ enum Command {
         /// The record(s) published now (to name them in the retire step).
         #[arg(long, value_name = "TXT")]
         current: Vec<String>,
+        /// Print one JSON object (`pacc schema rotate` describes it).
+        #[arg(long)]
+        json: bool,
     },
     /// List the saved accounts, or show, check or remove one.
     ///
@@ -387,6 +390,14 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the JSON Schema of a command's --json output (discover, probe, setup, check,
+    /// render, rotate, accounts, accounts-show, error), or list them.
+    ///
+    /// Example: pacc schema setup > setup.schema.json
+    Schema {
+        /// Which output; without it, the list.
+        name: Option<String>,
+    },
     /// Print the manual page (roff), for `man`.
     ///
     /// Example: pacc man > ~/.local/share/man/man1/pacc.1 && man pacc
@@ -461,7 +472,8 @@ struct NetworkArgs {
     /// authorised them (slower; by default the fallback's lookups start alongside).
     #[arg(long)]
     no_speculation: bool,
-    /// How the configuration location is derived from an MX host (experimental, Q-1):
+    /// How the configuration location is derived from an MX host (experimental; the draft
+    /// leaves it open):
     /// ua-auto-config (https://ua-auto-config.<mx>/…, the default), mx-host (https://<mx>/…),
     /// parent (first label removed), registrable (registrable domain).
     #[arg(long, value_name = "STRATEGY", default_value = "ua-auto-config", value_parser = parse_strategy)]
@@ -475,7 +487,8 @@ struct NetworkArgs {
 
 #[derive(Debug, Args)]
 struct OutputArgs {
-    /// Print one JSON object on stdout (format: docs/json-output.md) instead of text.
+    /// Print one JSON object on stdout instead of text, whatever the outcome (`pacc schema
+    /// COMMAND` prints its JSON Schema).
     #[arg(long)]
     json: bool,
     /// Log what happens on stderr (-v: steps, -vv: protocol details).
@@ -721,7 +734,8 @@ fn main() -> ExitCode {
                 description,
                 domain,
                 current,
-            } => provider_cmd::rotate_cmd(&description, &domain, &current),
+                json,
+            } => provider_cmd::rotate_cmd(&description, &domain, &current, json),
             Command::Serve {
                 description,
                 listen,
@@ -759,6 +773,7 @@ fn main() -> ExitCode {
                 clap_complete::generate(shell, &mut cmd, "pacc", &mut std::io::stdout());
                 exit::OK
             }
+            Command::Schema { name } => output::schema_cmd(name.as_deref()),
             Command::Man => {
                 let cmd = <Cli as clap::CommandFactory>::command();
                 match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {

@@ -92,6 +92,76 @@ pub fn print_raw(text: &str) {
     let _ = out.flush();
 }
 
+/// The JSON Schemas of every command's output (docs/schema/), built in.
+pub const SCHEMAS: &[(&str, &str)] = &[
+    (
+        "discover",
+        include_str!("../../../docs/schema/discover.schema.json"),
+    ),
+    (
+        "probe",
+        include_str!("../../../docs/schema/probe.schema.json"),
+    ),
+    (
+        "setup",
+        include_str!("../../../docs/schema/setup.schema.json"),
+    ),
+    (
+        "check",
+        include_str!("../../../docs/schema/check.schema.json"),
+    ),
+    (
+        "render",
+        include_str!("../../../docs/schema/render.schema.json"),
+    ),
+    (
+        "rotate",
+        include_str!("../../../docs/schema/rotate.schema.json"),
+    ),
+    (
+        "accounts",
+        include_str!("../../../docs/schema/accounts.schema.json"),
+    ),
+    (
+        "accounts-show",
+        include_str!("../../../docs/schema/accounts-show.schema.json"),
+    ),
+    (
+        "error",
+        include_str!("../../../docs/schema/error.schema.json"),
+    ),
+];
+
+/// `pacc schema [NAME]`.
+#[allow(clippy::print_stdout)]
+pub fn schema_cmd(name: Option<&str>) -> u8 {
+    match name {
+        None => {
+            for (n, _) in SCHEMAS {
+                println!("{n}");
+            }
+            exit::OK
+        }
+        Some(n) => match SCHEMAS.iter().find(|(k, _)| *k == n) {
+            Some((_, s)) => {
+                print!("{s}");
+                exit::OK
+            }
+            None => crate::report_error_kind(
+                "usage",
+                &format!(
+                    "no schema {n:?}; the schemas are {}",
+                    SCHEMAS
+                        .iter()
+                        .map(|(k, _)| *k)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        },
+    }
+}
+
 /// Remember why the run ends, for [`finish_json`] (the first error recorded wins).
 pub fn record_error(kind: &'static str, message: &str) {
     if let Ok(mut e) = contract::ERROR.lock()

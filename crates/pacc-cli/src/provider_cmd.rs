@@ -119,7 +119,7 @@ pub fn render_cmd(path: &Path, domain: Option<&str>, out: Option<&Path>, json: b
 
 /// `pacc rotate`: the safe order for changing a domain's document (DIG-13).
 #[allow(clippy::print_stdout)]
-pub fn rotate_cmd(path: &Path, domain: &str, current: &[String]) -> u8 {
+pub fn rotate_cmd(path: &Path, domain: &str, current: &[String], json: bool) -> u8 {
     let desc = match load(path) {
         Ok(d) => d,
         Err(c) => return c,
@@ -130,14 +130,28 @@ pub fn rotate_cmd(path: &Path, domain: &str, current: &[String]) -> u8 {
     };
     let bytes = render(spec);
     let p = publication(spec, &d, &bytes, desc.ttl);
-    println!(
-        "Changing the document of {d} to the rendering of {} ({} bytes):",
+    let steps = rotation_plan(&p.txt_owner, current, &p.txt, desc.ttl);
+    if json {
+        crate::output::print_json(&serde_json::json!({
+            "version": crate::output::JSON_VERSION,
+            "domain": d.to_string(),
+            "txt_owner": p.txt_owner,
+            "current": current,
+            "new": p.txt,
+            "length": bytes.len(),
+            "steps": steps,
+        }));
+        return exit::OK;
+    }
+    let mut text = format!(
+        "Changing the document of {d} to the rendering of {} ({} bytes):\n",
         path.display(),
         bytes.len()
     );
-    for step in rotation_plan(&p.txt_owner, current, &p.txt, desc.ttl) {
-        println!("  {step}");
+    for step in steps {
+        text.push_str(&format!("  {step}\n"));
     }
+    crate::output::print_human(&text);
     exit::OK
 }
 

@@ -1432,3 +1432,141 @@ async fn no_digest_verdict_without_a_document() {
         "{text}"
     );
 }
+
+/// Issue 14.1: colour per stream and only where asked; no ANSI in logs off a terminal;
+/// `--quiet`; issue 14.4: Ctrl-C on a `--json` run still prints its one object.
+#[tokio::test]
+async fn colour_quiet_and_interrupted_runs() {
+    let tb = Testbed::start().await.unwrap();
+    let _p = tb
+        .provider(
+            "colour.test",
+            br#"{"protocols":{"imap":{"host":"imap.colour.test"}}}"#,
+        )
+        .await
+        .unwrap();
+    let dns = tb.dns_addr().to_string();
+    let ca = tb.ca_file().to_str().unwrap().to_owned();
+    let check = |extra: &'static [&'static str], env: &'static [(&'static str, &'static str)]| {
+        let dns = dns.clone();
+        let ca = ca.clone();
+        async move {
+            let mut cmd = tokio::process::Command::new(PACC);
+            cmd.args([
+                "check",
+                "colour.test",
+                "--dns",
+                &dns,
+                "--ca-file",
+                &ca,
+                "--timeout",
+                "3",
+            ])
+            .args(extra)
+            .env("PACC_DATA_DIR", data_dir())
+            .env_remove("NO_COLOR")
+            .env_remove("CLICOLOR_FORCE");
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            cmd.output().await.unwrap()
+        }
+    };
+    // Piped: no colour by default, colour when forced, never with NO_COLOR or --color never.
+    let plain = check(&[], &[]).await;
+    assert!(
+        !plain.stdout.contains(&0x1b),
+        "{}",
+        String::from_utf8_lossy(&plain.stdout)
+    );
+    let forced = check(&[], &[("CLICOLOR_FORCE", "1")]).await;
+    assert!(String::from_utf8_lossy(&forced.stdout).contains("\u{1b}[32mPASS"));
+    let always = check(&["--color", "always"], &[]).await;
+    assert!(String::from_utf8_lossy(&always.stdout).contains("\u{1b}[32mPASS"));
+    let no = check(&[], &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]).await;
+    assert!(!no.stdout.contains(&0x1b));
+    let never = check(&["--color", "never"], &[("CLICOLOR_FORCE", "1")]).await;
+    assert!(!never.stdout.contains(&0x1b));
+    // Logs into a pipe carry no ANSI codes.
+    let out = pacc(&[
+        "discover",
+        "-v",
+        "a@colour.test",
+        "--dns",
+        &dns,
+        "--ca-file",
+        &ca,
+    ])
+    .await;
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("verified https://ua-auto-config.colour.test/"),
+        "{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "{log:?}");
+    // --quiet: the result, nothing informational.
+    let out = pacc(&[
+        "--quiet",
+        "discover",
+        "a@colour.test",
+        "--dns",
+        &dns,
+        "--ca-file",
+        &ca,
+    ])
+    .await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Verified configuration"));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Ctrl-C during a stalled --json run: one object saying so, exit 130.
+    let _stall = tb
+        .https_host(
+            &["ua-auto-config.stall.test"],
+            Behaviour::new(Reply::NeverAnswer),
+        )
+        .await
+        .unwrap();
+    tb.publish_txt("stall.test", &sha256_record(b"{}"))
+        .await
+        .unwrap();
+    let child = tokio::process::Command::new(PACC)
+        .args([
+            "discover",
+            "a@stall.test",
+            "--dns",
+            &dns,
+            "--ca-file",
+            &ca,
+            "--json",
+            "--timeout",
+            "30",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let pid = child.id().unwrap().to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "interrupted", "{v}");
+    assert_eq!(v["exit_code"], 130);
+    // The schemas are built in.
+    let list = pacc(&["schema"]).await;
+    assert_eq!(String::from_utf8_lossy(&list.stdout).lines().count(), 9);
+    let setup = pacc(&["schema", "setup"]).await;
+    let s: Value = serde_json::from_slice(&setup.stdout).unwrap();
+    assert_eq!(s["$id"], "https://pacc.invalid/schema/setup.schema.json");
+}

@@ -166,6 +166,29 @@ async fn every_command_output_matches_its_schema() {
             0,
         );
     }
+    let tv1 = root().join("testdata/providers/tv1.toml");
+    let tv1 = tv1.to_str().unwrap();
+    let domain = "tv1.example.test";
+    record(
+        "rotate",
+        "new",
+        &["rotate", tv1, "--domain", domain, "--json"],
+        0,
+    );
+    record(
+        "rotate",
+        "replacing",
+        &[
+            "rotate",
+            tv1,
+            "--domain",
+            domain,
+            "--current",
+            "v=UAAC1; a=sha256; d=AAAA",
+            "--json",
+        ],
+        0,
+    );
     record("error", "usage", &["discover", "--bogus", "--json"], 2);
     record(
         "error",
