@@ -10,8 +10,7 @@ use pacc::{Client, DnsConfig, Timeouts};
 use pacc_proto::auth::Secret;
 use pacc_proto::auth::select::AuthPolicy;
 use pacc_proto::name::EmailAddress;
-use pacc_testbed::peers::{self, AuthServer};
-use pacc_testbed::{Testbed, full, sha256_record};
+use pacc_testbed::{Behaviour, HttpsServer, Reply, Testbed, full, sha256_record};
 
 use crate::{OutputArgs, exit, init_logging, report_error, run_discovery};
 
@@ -32,22 +31,28 @@ fn command(line: &str) {
     say("");
 }
 
+/// The demo's authorization server.
+const ISSUER: &str = "https://auth.example.test";
+
 /// Start everything; the servers live as long as the returned values.
-async fn start() -> Result<(Testbed, Option<AuthServer>, Vec<Box<dyn std::any::Any>>), String> {
+async fn start() -> Result<(Testbed, HttpsServer, Vec<Box<dyn std::any::Any>>), String> {
     let tb = Testbed::start()
         .await
         .map_err(|e| format!("cannot start the local testbed: {e}"))?;
-    // The test authorization server (oidc-provider under Node.js) when installed.
-    let auth = if peers::auth_server_available() {
-        AuthServer::start(&tb, "auth.example.test", None, 600)
-            .await
-            .ok()
-    } else {
-        None
-    };
-    let issuer = auth.as_ref().map(|a| a.issuer().to_owned());
-    let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
     let err = |e: pacc_testbed::TestbedError| format!("cannot start the demo provider: {e}");
+    // A tiny in-process authorization server: metadata, registration, an authorization
+    // endpoint where the "user" always consents, a token endpoint.
+    let auth = tb
+        .https_host(
+            &["auth.example.test"],
+            Behaviour::new(Reply::DemoAuthorizationServer {
+                issuer: ISSUER.to_owned(),
+            }),
+        )
+        .await
+        .map_err(err)?;
+    let issuer = Some(ISSUER.to_owned());
+    let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
     keep.push(Box::new(
         full::Provider::start(&tb, DOMAIN, NAME, issuer.as_deref())
             .await
@@ -115,10 +120,10 @@ pub async fn run(verbose: u8, keep_running: bool) -> u8 {
     ));
     say("  authority made just now and trusted only by this run, HTTPS (TLS 1.3), scripted");
     say("  IMAP, POP3, submission and ManageSieve servers, JMAP and DAV hosts.");
-    say(&match &auth {
-        Some(a) => format!("  OAuth: the test authorization server at {}", a.issuer()),
-        None => "  OAuth: not shown (the test authorization server is not installed: cd testdata/oidc && npm ci)".to_owned(),
-    });
+    say(&format!(
+        "  OAuth: a small authorization server at {ISSUER} ({})",
+        auth.addr()
+    ));
 
     let Ok(alice) = EmailAddress::parse("alice@example.test") else {
         return exit::USAGE;
@@ -130,13 +135,8 @@ pub async fn run(verbose: u8, keep_running: bool) -> u8 {
 
     command("pacc setup alice@example.test --auth password");
     let password = setup(&client, &alice, AuthPolicy::Password, None).await;
-    let oauth = match &auth {
-        Some(a) => {
-            command("pacc setup alice@example.test --auth oauth");
-            setup(&client, &alice, AuthPolicy::Oauth, Some((a, &tb))).await
-        }
-        None => exit::OK,
-    };
+    command("pacc setup alice@example.test --auth oauth");
+    let oauth = setup(&client, &alice, AuthPolicy::Oauth, Some((&auth, &tb))).await;
 
     say("");
     say(
@@ -156,12 +156,7 @@ pub async fn run(verbose: u8, keep_running: bool) -> u8 {
     let tampered = run_discovery(&client, &bob, &out).await;
     say("");
     say(&format!(
-        "(exit codes: discover {discovered}, probe {probed}, setup {password} with the password{}, hosted {hosted}, tampered {tampered}; see `pacc --help`)",
-        if auth.is_some() {
-            format!(" and {oauth} with OAuth")
-        } else {
-            String::new()
-        }
+        "(exit codes: discover {discovered}, probe {probed}, setup {password} with the password and {oauth} with OAuth, hosted {hosted}, tampered {tampered}; see `pacc --help`)"
     ));
     let ok = discovered == exit::OK
         && probed == exit::OK
@@ -192,7 +187,7 @@ async fn setup(
     client: &Arc<Client>,
     address: &EmailAddress,
     policy: AuthPolicy,
-    auth: Option<(&AuthServer, &Testbed)>,
+    auth: Option<(&HttpsServer, &Testbed)>,
 ) -> u8 {
     let data = match tempfile_dir() {
         Ok(d) => d,
@@ -218,23 +213,16 @@ async fn setup(
         Err(r) => return report_error(&r.error.to_string()),
     };
     if let (true, Some((a, tb))) = (confirmed.uses_oauth(), auth) {
-        let ip = a.ip();
+        let as_addr = a.addr();
         let ca = tb.ca.cert_der().clone();
         let browser = async move {
             // The authorization URL arrives as an event; the demo's "browser" follows it.
             while let Some(e) = events.next().await {
                 if let Event::OpenUrl { url, .. } = e {
                     say(&format!("Open this URL in a browser to sign in:\n{url}"));
-                    say("(the demo's browser signs in as alice@example.test)");
-                    let (user, pw) = peers::USERS[0];
-                    let _ = pacc_testbed::browser::authorize(
-                        &url,
-                        std::net::SocketAddr::new(ip.into(), 443),
-                        &ca,
-                        user,
-                        pw,
-                    )
-                    .await;
+                    say("(the demo's browser signs in and consents)");
+                    let _ =
+                        pacc_testbed::browser::authorize(&url, as_addr, &ca, "alice", "demo").await;
                     break;
                 }
             }

@@ -116,7 +116,11 @@ async fn exit_codes_and_error_kinds() {
     assert_eq!(v["error"]["kind"], "digest-mismatch");
     assert_eq!(v["error"]["class"], "integrity");
     assert!(v.get("config").is_none());
-    // absent: nothing there, and no MTA-STS for the MX fallback
+    // absent: the domain exists but publishes nothing, and no MTA-STS for the MX fallback
+    tb.dns
+        .add_a("absent.test", std::net::Ipv4Addr::new(127, 0, 0, 1))
+        .await
+        .unwrap();
     let (code, v) = discover_json(&tb, "u@absent.test").await;
     assert_eq!(code, 1, "{v}");
     assert_eq!(v["error"]["kind"], "mta-sts-missing");

@@ -59,6 +59,15 @@ pub enum Reply {
         /// The status for authenticated requests (200, 207).
         ok_status: u16,
     },
+    /// A tiny OAuth authorization server for demonstrations (not a test of anything): RFC
+    /// 8414 metadata for `issuer`, RFC 7591 registration of any public client, an
+    /// authorization endpoint that at once redirects to the client's loopback `redirect_uri`
+    /// with a code, the `state` and `iss` (the "user" always consents), and a token endpoint
+    /// that issues a Bearer token for any code or refresh token.
+    DemoAuthorizationServer {
+        /// The issuer identifier, e.g. `https://auth.example.test`.
+        issuer: String,
+    },
 }
 
 impl Reply {
@@ -214,6 +223,8 @@ async fn answer(
     st: Arc<Stats>,
 ) -> Result<Response<Body>, Infallible> {
     let authorized = req.headers().contains_key("authorization");
+    let method = req.method().clone();
+    let uri = req.uri().clone();
     let recorded = RecordedRequest {
         method: req.method().to_string(),
         target: req.uri().to_string(),
@@ -302,6 +313,57 @@ async fn answer(
             std::future::pending::<()>().await;
             unreachable!("pending never completes")
         }
+        Reply::DemoAuthorizationServer { issuer } => {
+            let json = |status: u16, v: String| {
+                Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .header("cache-control", "no-store")
+                    .body(full(Bytes::from(v)))
+            };
+            match (method.as_str(), uri.path()) {
+                ("GET", "/.well-known/oauth-authorization-server") => json(
+                    200,
+                    format!(
+                        r#"{{"issuer":"{issuer}","authorization_endpoint":"{issuer}/authorize","token_endpoint":"{issuer}/token","registration_endpoint":"{issuer}/register","scopes_supported":["urn:ietf:params:oauth:scope:mail","urn:ietf:params:oauth:scope:calendars","urn:ietf:params:oauth:scope:contacts","offline_access"],"response_types_supported":["code"],"grant_types_supported":["authorization_code","refresh_token"],"token_endpoint_auth_methods_supported":["none"],"code_challenge_methods_supported":["S256"],"authorization_response_iss_parameter_supported":true}}"#
+                    ),
+                ),
+                ("POST", "/register") => json(
+                    201,
+                    r#"{"client_id":"demo-client","token_endpoint_auth_method":"none"}"#.to_owned(),
+                ),
+                ("GET", "/authorize") => {
+                    let q = uri.query().unwrap_or("");
+                    let param = |name: &str| {
+                        q.split('&')
+                            .filter_map(|kv| kv.split_once('='))
+                            .find(|(k, _)| *k == name)
+                            .map(|(_, v)| percent_decode(v))
+                    };
+                    match (param("redirect_uri"), param("state")) {
+                        (Some(redirect), Some(state))
+                            if redirect.starts_with("http://127.0.0.1:") =>
+                        {
+                            let location = format!(
+                                "{redirect}?code=demo-code&state={}&iss={}",
+                                percent_encode(&state),
+                                percent_encode(issuer)
+                            );
+                            Response::builder()
+                                .status(302)
+                                .header("location", location)
+                                .body(full(Bytes::new()))
+                        }
+                        _ => json(400, r#"{"error":"invalid_request"}"#.to_owned()),
+                    }
+                }
+                ("POST", "/token") => json(
+                    200,
+                    r#"{"access_token":"demo-access-token","token_type":"Bearer","expires_in":3600,"refresh_token":"demo-refresh-token","scope":"urn:ietf:params:oauth:scope:mail urn:ietf:params:oauth:scope:calendars urn:ietf:params:oauth:scope:contacts offline_access"}"#.to_owned(),
+                ),
+                _ => json(404, r#"{"error":"not_found"}"#.to_owned()),
+            }
+        }
         Reply::AuthGate {
             challenge,
             ok_status,
@@ -319,4 +381,44 @@ async fn answer(
         }
     };
     Ok(resp.unwrap_or_else(|_| Response::new(full(Bytes::new()))))
+}
+
+/// `%XX` and `+` decoded (query parameters).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Everything but unreserved characters percent-encoded.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect()
 }

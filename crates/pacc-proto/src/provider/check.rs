@@ -124,9 +124,31 @@ pub fn check_with_oauth(
     let host = format!("ua-auto-config.{}", report.domain);
     let primary_error = match &report.outcome {
         Err(DiscoveryError::MxFallback { primary, .. }) => Some(primary.as_ref()),
+        // The domain does not exist: what discovery found is underneath.
+        Err(DiscoveryError::DomainNotFound { primary, .. }) => match primary.as_ref() {
+            DiscoveryError::MxFallback { primary, .. } => Some(primary.as_ref()),
+            p => Some(p),
+        },
         Err(e) => Some(e),
         Ok(_) => None,
     };
+    if let Err(
+        e @ (DiscoveryError::DomainNotFound { .. } | DiscoveryError::DnsUnreachable { .. }),
+    ) = &report.outcome
+    {
+        out.push(f(
+            Verdict::Fail,
+            "dns",
+            e.to_string(),
+            Some(match e {
+                DiscoveryError::DomainNotFound { .. } => format!(
+                    "register {} (or check its spelling) and publish its DNS zone",
+                    report.domain
+                ),
+                _ => "check the network and the DNS server (--dns)".to_owned(),
+            }),
+        ));
+    }
     let served = report.response.as_ref().filter(|_| {
         report
             .outcome
