@@ -597,7 +597,7 @@ fn quiet_on_broken_pipe() {
             .map(String::as_str)
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("");
-        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+        if message.contains("Broken pipe") {
             std::process::exit(0);
         }
         default(info);
@@ -770,15 +770,21 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args.verbose, args.keep).await,
             Command::Completions { shell } => {
                 let mut cmd = <Cli as clap::CommandFactory>::command();
-                clap_complete::generate(shell, &mut cmd, "pacc", &mut std::io::stdout());
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut cmd, "pacc", &mut script);
+                output::print_raw(&String::from_utf8_lossy(&script));
                 exit::OK
             }
             Command::Schema { name } => output::schema_cmd(name.as_deref()),
             Command::Man => {
                 let cmd = <Cli as clap::CommandFactory>::command();
-                match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
-                    Ok(()) => exit::OK,
-                    Err(e) => report_error(&format!("cannot write the manual page: {e}")),
+                let mut page = Vec::new();
+                match clap_mangen::Man::new(cmd).render(&mut page) {
+                    Ok(()) => {
+                        output::print_raw(&String::from_utf8_lossy(&page));
+                        exit::OK
+                    }
+                    Err(e) => report_error(&format!("cannot render the manual page: {e}")),
                 }
             }
             Command::Rpc { openrpc, network } => {

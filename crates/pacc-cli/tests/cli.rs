@@ -1567,6 +1567,30 @@ async fn colour_quiet_and_interrupted_runs() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["error"]["kind"], "interrupted", "{v}");
     assert_eq!(v["exit_code"], 130);
+    // A reader that goes away ends every printing command quietly (no panic, exit 0).
+    for args in [
+        vec!["completions", "zsh"],
+        vec!["man"],
+        vec!["schema", "setup"],
+        vec!["rpc", "--openrpc"],
+    ] {
+        for _ in 0..3 {
+            let mut child = std::process::Command::new(PACC)
+                .args(&args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            drop(child.stdout.take());
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{args:?}");
+            assert!(
+                out.stderr.is_empty(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
     // The schemas are built in.
     let list = pacc(&["schema"]).await;
     assert_eq!(String::from_utf8_lossy(&list.stdout).lines().count(), 9);
