@@ -297,6 +297,12 @@ pub async fn serve_cmd(path: &Path, listen: &[SocketAddr], cert_dir: Option<&Pat
             "nowhere to listen: give --listen IP:PORT or [serve] listen in the description",
         );
     }
+    // Under systemd with `LoadCredential=certs:/etc/pacc/certs`, the keys (0600, root's) are
+    // handed over as $CREDENTIALS_DIRECTORY/certs, readable by the dynamic user.
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY")
+        .map(|d| PathBuf::from(d).join("certs"))
+        .filter(|d| d.is_dir());
+    let cert_dir = cert_dir.or(credentials.as_ref());
     let server =
         match pacc::serve::Server::start(path, cert_dir.map(PathBuf::as_path), &addrs).await {
             Ok(s) => s,
@@ -320,6 +326,8 @@ pub async fn serve_cmd(path: &Path, listen: &[SocketAddr], cert_dir: Option<&Pat
             _ = int.recv() => break,
         }
     }
+    // The listeners close at once; connections in the TLS handshake are dropped; idle ones
+    // close; one mid-request-head or mid-response gets 1 s; nothing outlives 10 s.
     tracing::info!("shutting down");
     server.shutdown(Duration::from_secs(10)).await;
     exit::OK

@@ -1598,3 +1598,60 @@ async fn colour_quiet_and_interrupted_runs() {
     let s: Value = serde_json::from_slice(&setup.stdout).unwrap();
     assert_eq!(s["$id"], "https://pacc.invalid/schema/setup.schema.json");
 }
+
+/// Issue 15.1: under systemd's `LoadCredential=certs:…`, `serve` takes its certificates
+/// from $CREDENTIALS_DIRECTORY/certs (keys the dynamic user could not read in /etc/pacc).
+#[tokio::test]
+async fn serve_uses_the_systemd_credentials_directory() {
+    let tb = Testbed::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let desc = dir.path().join("provider.toml");
+    std::fs::write(
+        &desc,
+        "[[document]]\ndomains = [\"cred.test\"]\npassword = true\n[document.services]\nimap = \"imap.cred.test\"\n[document.provider]\nname = \"Credentials\"\n",
+    )
+    .unwrap();
+    let creds = dir.path().join("credentials");
+    std::fs::create_dir_all(creds.join("certs")).unwrap();
+    let leaf = tb
+        .ca
+        .issue(
+            &["ua-auto-config.cred.test".into()],
+            pacc_testbed::CertKind::Valid,
+        )
+        .unwrap();
+    let key_file = creds.join("certs").join("cred.pem");
+    std::fs::write(&key_file, format!("{}{}", leaf.cert_pem, leaf.key_pem)).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let desc_s = desc.to_str().unwrap().to_owned();
+    let out = pacc(&["render", &desc_s, "--json"]).await;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let record = v["publications"][0]["txt"][0].as_str().unwrap().to_owned();
+    let ip = pacc_testbed::free_loopback_ip(&[443]).await.unwrap();
+    tb.dns.add_a("ua-auto-config.cred.test", ip).await.unwrap();
+    tb.publish_txt("cred.test", &record).await.unwrap();
+    // Without the credentials directory there is no certificate at all.
+    let out = pacc(&["serve", &desc_s, "--listen", &format!("{ip}:443")]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no certificate covers ua-auto-config.cred.test")
+    );
+    let _server = tokio::process::Command::new(PACC)
+        .args(["serve", &desc_s, "--listen", &format!("{ip}:443")])
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect((ip, 443)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (code, v) = discover_json(&tb, "u@cred.test").await;
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["config"]["info"]["provider"]["name"], "Credentials");
+}

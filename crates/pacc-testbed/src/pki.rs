@@ -33,6 +33,8 @@ pub enum CertKind {
     SelfSigned,
     /// For the right names by the testbed CA, expired yesterday.
     Expired,
+    /// For the right names by the testbed CA, valid for this many more days.
+    ValidForDays(i64),
 }
 
 /// A leaf certificate and its key.
@@ -97,6 +99,9 @@ impl TestCa {
         if kind == CertKind::Expired {
             params.not_before = now - Duration::days(30);
             params.not_after = now - Duration::days(1);
+        } else if let CertKind::ValidForDays(days) = kind {
+            params.not_before = now - Duration::days(1);
+            params.not_after = now + Duration::days(days);
         } else {
             params.not_before = now - Duration::days(1);
             params.not_after = now + Duration::days(90);

@@ -93,6 +93,87 @@ struct State {
     /// as a web server's default virtual host would.
     default_cert: Option<Arc<CertifiedKey>>,
     domains: usize,
+    /// Certificates that expire soon, and other things the operator should know.
+    warnings: Vec<String>,
+    /// Every certificate loaded, for names no document serves.
+    others: Vec<Candidate>,
+}
+
+/// A certificate `serve` may present: its key, the names it covers, its validity, and
+/// where it came from (for messages).
+struct Candidate {
+    key: Arc<CertifiedKey>,
+    names: Vec<String>,
+    not_before: i64,
+    not_after: i64,
+    source: String,
+}
+
+/// Certificates expiring within this many days are warned about.
+const EXPIRY_WARNING_DAYS: i64 = 14;
+
+impl Candidate {
+    fn new(key: Arc<CertifiedKey>, source: String) -> Self {
+        let (names, not_before, not_after) = key
+            .cert
+            .first()
+            .and_then(|leaf| x509_parser::parse_x509_certificate(leaf).ok())
+            .map(|(_, c)| {
+                (
+                    san_dns_names(&c),
+                    c.validity().not_before.timestamp(),
+                    c.validity().not_after.timestamp(),
+                )
+            })
+            .unwrap_or_default();
+        Candidate {
+            key,
+            names,
+            not_before,
+            not_after,
+            source,
+        }
+    }
+
+    fn covers(&self, host: &str) -> bool {
+        self.names.iter().any(|n| {
+            n == host
+                || n.strip_prefix("*.").is_some_and(|parent| {
+                    host.split_once('.')
+                        .is_some_and(|(label, rest)| !label.is_empty() && rest == parent)
+                })
+        })
+    }
+
+    fn valid_at(&self, now: i64) -> bool {
+        self.not_before <= now && now <= self.not_after
+    }
+
+    fn expiry(&self) -> String {
+        time_text(self.not_after)
+    }
+}
+
+fn time_text(t: i64) -> String {
+    x509_parser::time::ASN1Time::from_timestamp(t)
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| t.to_string())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The certificate to present for `host`: among those covering it, the one valid now with
+/// the latest expiry.
+fn best<'a>(candidates: &'a [Candidate], host: &str, now: i64) -> Option<&'a Candidate> {
+    candidates
+        .iter()
+        .filter(|c| c.covers(host) && c.valid_at(now))
+        .max_by_key(|c| c.not_after)
 }
 
 impl State {
@@ -111,6 +192,9 @@ impl State {
         let base = path.parent().unwrap_or(Path::new("."));
         let mut by_host = HashMap::new();
         let mut certs = HashMap::new();
+        let mut candidates: Vec<Candidate> = Vec::new();
+        // Hosts whose group names a [document.tls] pair, and that pair's index.
+        let mut pair_hosts: Vec<(String, usize)> = Vec::new();
         let mut domains = 0;
         for spec in &desc.documents {
             let bytes = Bytes::from(render(spec));
@@ -139,60 +223,125 @@ impl State {
                     cache_control: desc.cache_control.clone(),
                 })
             });
-            let key = match &spec.tls {
-                Some((cert, key)) => Some(load_pair(&base.join(cert), &base.join(key))?),
+            // A [document.tls] pair is meant for this group's hosts.
+            let pair = match &spec.tls {
+                Some((cert, key)) => Some(Candidate::new(
+                    load_pair(&base.join(cert), &base.join(key))?,
+                    base.join(cert).display().to_string(),
+                )),
                 None => None,
             };
             for d in &spec.domains {
                 domains += 1;
                 let host = format!("ua-auto-config.{d}");
                 by_host.insert(host.clone(), doc.clone());
-                if let Some(k) = &key {
-                    certs.insert(host, k.clone());
+                if pair.is_some() {
+                    pair_hosts.push((host.clone(), candidates.len()));
                 }
                 if let Some(p) = &policy {
                     let host = format!("mta-sts.{d}");
                     by_host.insert(host.clone(), p.clone());
-                    if let Some(k) = &key {
-                        certs.insert(host, k.clone());
+                    if pair.is_some() {
+                        pair_hosts.push((host, candidates.len()));
                     }
                 }
+            }
+            if let Some(c) = pair {
+                candidates.push(c);
             }
         }
         let dir = cert_dir_override
             .map(Path::to_path_buf)
             .or_else(|| desc.cert_dir.as_ref().map(|d| base.join(d)));
         if let Some(dir) = dir {
-            for (name, key) in load_cert_dir(&dir)? {
-                certs.entry(name).or_insert(key);
+            candidates.extend(load_cert_dir(&dir)?);
+        }
+        // Every host must get a certificate that covers it and is valid now; among several,
+        // the latest expiry wins (a renewal beside the old file takes over by itself).
+        let now = unix_now();
+        let mut warnings = Vec::new();
+        for (host, i) in &pair_hosts {
+            let pair = &candidates[*i];
+            if !pair.covers(host) && best(&candidates, host, now).is_none() {
+                return Err(ServeError::Certificate(format!(
+                    "{} does not cover {host} (it names {}), and no other certificate valid now does{}",
+                    pair.source,
+                    pair.names.join(", "),
+                    {
+                        let others: Vec<String> = candidates
+                            .iter()
+                            .filter(|c| c.covers(host))
+                            .map(|c| format!("{} (until {})", c.source, c.expiry()))
+                            .collect();
+                        if others.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (covering but not valid now: {})", others.join(", "))
+                        }
+                    }
+                )));
             }
         }
+        let mut hosts: Vec<&String> = by_host.keys().collect();
+        hosts.sort();
+        for host in hosts {
+            match best(&candidates, host, now) {
+                Some(c) => {
+                    if c.not_after - now < EXPIRY_WARNING_DAYS * 86_400 {
+                        warnings.push(format!(
+                            "the certificate for {host} ({}) expires {}: renew it",
+                            c.source,
+                            c.expiry()
+                        ));
+                    }
+                    certs.insert(host.clone(), c.key.clone());
+                }
+                None => {
+                    let expired: Vec<String> = candidates
+                        .iter()
+                        .filter(|c| c.covers(host))
+                        .map(|c| {
+                            format!(
+                                "{} (valid {} to {})",
+                                c.source,
+                                time_text(c.not_before),
+                                c.expiry()
+                            )
+                        })
+                        .collect();
+                    return Err(ServeError::Certificate(if expired.is_empty() {
+                        format!(
+                            "no certificate covers {host} (add [document.tls] or a PEM file to the certificate directory)"
+                        )
+                    } else {
+                        format!(
+                            "no certificate for {host} is valid now: {}",
+                            expired.join("; ")
+                        )
+                    }));
+                }
+            }
+        }
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
+        // Clients without SNI (or an IP as SNI) get the first document's certificate.
         let default_cert = desc
             .documents
             .first()
             .and_then(|d| d.domains.first())
-            .and_then(|d| lookup(&certs, &format!("ua-auto-config.{d}")));
-        for host in by_host.keys() {
-            if lookup(&certs, host).is_none() {
-                return Err(ServeError::Certificate(format!(
-                    "no certificate covers {host} (add [document.tls] or a PEM file to the certificate directory)"
-                )));
-            }
-        }
+            .and_then(|d| certs.get(&format!("ua-auto-config.{d}")).cloned());
+        // Names no document serves still get a covering certificate (then a 404).
+        let others = candidates;
         Ok(State {
             by_host,
             certs,
             default_cert,
             domains,
+            warnings,
+            others,
         })
     }
-}
-
-fn lookup(certs: &HashMap<String, Arc<CertifiedKey>>, host: &str) -> Option<Arc<CertifiedKey>> {
-    certs.get(host).cloned().or_else(|| {
-        let (_, parent) = host.split_once('.')?;
-        certs.get(&format!("*.{parent}")).cloned()
-    })
 }
 
 fn certified(
@@ -221,8 +370,8 @@ fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, ServeError> {
     certified(chain, key, &cert.display().to_string())
 }
 
-/// Every `*.pem` in `dir` holds a chain and its key; index it by the certificate's DNS names.
-fn load_cert_dir(dir: &Path) -> Result<Vec<(String, Arc<CertifiedKey>)>, ServeError> {
+/// Every `*.pem` in `dir` holds a chain and its key.
+fn load_cert_dir(dir: &Path) -> Result<Vec<Candidate>, ServeError> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| ServeError::Certificate(format!("{}: {e}", dir.display())))?;
     let mut out = Vec::new();
@@ -240,17 +389,14 @@ fn load_cert_dir(dir: &Path) -> Result<Vec<(String, Arc<CertifiedKey>)>, ServeEr
         let key = PrivateKeyDer::from_pem_file(&path).map_err(|e| {
             ServeError::Certificate(format!("{}: no private key: {e}", path.display()))
         })?;
-        let names = dns_names(leaf);
+        let _ = leaf;
         let k = certified(chain, key, &path.display().to_string())?;
-        out.extend(names.into_iter().map(|n| (n, k.clone())));
+        out.push(Candidate::new(k, path.display().to_string()));
     }
     Ok(out)
 }
 
-fn dns_names(cert: &CertificateDer<'_>) -> Vec<String> {
-    let Ok((_, c)) = x509_parser::parse_x509_certificate(cert) else {
-        return Vec::new();
-    };
+fn san_dns_names(c: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
     let Ok(Some(san)) = c.subject_alternative_name() else {
         return Vec::new();
     };
@@ -271,7 +417,14 @@ impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let state = self.0.read().ok()?.clone();
         match hello.server_name() {
-            Some(name) => lookup(&state.certs, &name.to_ascii_lowercase()),
+            Some(name) => {
+                let name = name.to_ascii_lowercase();
+                state
+                    .certs
+                    .get(&name)
+                    .cloned()
+                    .or_else(|| best(&state.others, &name, unix_now()).map(|c| c.key.clone()))
+            }
             None => state.default_cert.clone(),
         }
     }
@@ -357,6 +510,15 @@ impl Server {
         &self.addrs
     }
 
+    /// What the operator should know about the loaded certificates (those expiring within
+    /// 14 days), as also logged at start and on every reload.
+    pub fn warnings(&self) -> Vec<String> {
+        self.state
+            .read()
+            .map(|s| s.warnings.clone())
+            .unwrap_or_default()
+    }
+
     /// Re-read the description and certificates. On success the new state serves every new
     /// request; on failure the old one keeps serving and the error is returned.
     pub fn reload(&self) -> Result<usize, ServeError> {
@@ -369,7 +531,9 @@ impl Server {
         Ok(domains)
     }
 
-    /// Stop accepting, let open connections finish (at most `grace`), then return.
+    /// Stop accepting at once (the listeners close), drop connections still in the TLS
+    /// handshake or reading a request head, let responses in flight finish for at most
+    /// `grace`, then drop whatever is left and return.
     pub async fn shutdown(mut self, grace: Duration) {
         let _ = self.shutdown.send(true);
         let _ = tokio::time::timeout(grace, async {
@@ -379,6 +543,10 @@ impl Server {
         self.tasks.abort_all();
     }
 }
+
+/// How long a connection that is not idle (mid-request-head, or writing a response) may
+/// still take once the shutdown began.
+const DRAIN: Duration = Duration::from_secs(1);
 
 async fn accept_loop(
     listener: TcpListener,
@@ -403,30 +571,55 @@ async fn accept_loop(
         let _ = tcp.set_nodelay(true);
         let (acceptor, state) = (acceptor.clone(), state.clone());
         let builder = http_builder(limits);
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
-                Ok(Ok(t)) => t,
+        let mut stopping = stop.clone();
+        let mut in_handshake = stop.clone();
+        let handshake = async move {
+            match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
+                Ok(Ok(t)) => Some(t),
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
+                    None
                 }
                 Err(_) => {
                     tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
+                    None
                 }
+            }
+        };
+        // Only a connection past its handshake is waited for at shutdown; one still in the
+        // handshake is dropped when the shutdown starts.
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls = tokio::select! {
+                t = handshake => match t {
+                    Some(t) => t,
+                    None => return,
+                },
+                _ = in_handshake.wait_for(|s| *s) => return,
             };
             let svc = service_fn(move |req| {
                 let state = state.read().ok().map(|s| Arc::clone(&s));
                 async move { Ok::<_, std::convert::Infallible>(answer(req, state)) }
             });
-            let conn = builder.serve_connection(TokioIo::new(tls), svc);
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, error = %e, "connection ended");
+            let conn = watcher.watch(builder.serve_connection(TokioIo::new(tls), svc));
+            tokio::select! {
+                r = conn => if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "connection ended");
+                },
+                // At shutdown, idle connections close at once (graceful); one still reading
+                // a request head, or writing a response, gets DRAIN and is then dropped.
+                _ = async {
+                    let _ = stopping.wait_for(|s| *s).await;
+                    tokio::time::sleep(DRAIN).await;
+                } => tracing::debug!(%peer, "dropped at shutdown"),
             }
         });
     }
-    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    // Stop accepting at once: the listening socket goes away, so nothing more queues up.
+    drop(listener);
+    // Idle connections and those still reading a request head close now (hyper's graceful
+    // shutdown); responses in flight finish. `Server::shutdown` bounds the wait.
+    graceful.shutdown().await;
 }
 
 /// The HTTP/1.1 server settings of every connection (request-head cap and deadline).
@@ -479,6 +672,8 @@ pub fn fuzz_request(raw: &[u8]) {
         certs: HashMap::new(),
         default_cert: None,
         domains: 1,
+        warnings: Vec::new(),
+        others: Vec::new(),
     });
     rt.block_on(async move {
         let (mut client, server) = tokio::io::duplex(64 * 1024);

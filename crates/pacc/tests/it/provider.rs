@@ -13,7 +13,9 @@ use pacc::serve::Server;
 use pacc_proto::provider::Description;
 use pacc_proto::provider::check::{RotationStage, Verdict, check, rotation_stage};
 use pacc_proto::provider::render::{publication, render};
-use pacc_testbed::{Behaviour, Reply, Testbed, TlsVersions, free_loopback_ip, sha256_record};
+use pacc_testbed::{
+    Behaviour, CertKind, Reply, Testbed, TlsVersions, free_loopback_ip, sha256_record,
+};
 
 use crate::{client, discover, testbed};
 
@@ -568,4 +570,159 @@ async fn check_judges_deployments() {
             && x.message.contains("$.info")),
         "{f:#?}"
     );
+}
+
+/// The certificate `serve` presents for `sni`: its not-after date (Unix seconds).
+async fn presented_expiry(tb: &Testbed, addr: SocketAddr, sni: &str) -> i64 {
+    let tls = tls_connect(tb, addr, sni).await;
+    let leaf = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    let (_, c) = x509_parser::parse_x509_certificate(&leaf).unwrap();
+    c.validity().not_after.timestamp()
+}
+
+fn pem(leaf: &pacc_testbed::Leaf) -> String {
+    format!("{}{}", leaf.cert_pem, leaf.key_pem)
+}
+
+const ONE: &str = r#"
+[[document]]
+domains = ["one.test", "two.test"]
+password = true
+[document.services]
+imap = "imap.one.test"
+[document.provider]
+name = "One"
+[document.tls]
+cert = "pair.pem"
+key = "pair.key"
+
+[serve]
+cert_dir = "certs"
+"#;
+
+/// Issue 15.1: every host gets a certificate that covers it and is valid now; among several,
+/// the latest expiry wins; a pair that covers only some of its group's domains is refused
+/// (naming both) unless another certificate covers the rest; soon-expiring ones are warned.
+#[tokio::test]
+async fn certificates_are_chosen_right() {
+    let tb = testbed().await;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::write(dir.path().join("provider.toml"), ONE).unwrap();
+    let issue = |names: &[&str], kind| {
+        tb.ca
+            .issue(
+                &names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+                kind,
+            )
+            .unwrap()
+    };
+    // The pair covers one.test only.
+    let pair = issue(&["ua-auto-config.one.test"], CertKind::Valid);
+    std::fs::write(dir.path().join("pair.pem"), &pair.cert_pem).unwrap();
+    std::fs::write(dir.path().join("pair.key"), &pair.key_pem).unwrap();
+    let ip = free_loopback_ip(&[443]).await.unwrap();
+    let addr = SocketAddr::new(IpAddr::V4(ip), 443);
+    let err = Server::start(&dir.path().join("provider.toml"), None, &[addr])
+        .await
+        .err()
+        .expect("a pair that does not cover two.test is refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("pair.pem") && msg.contains("ua-auto-config.two.test"),
+        "{msg}"
+    );
+
+    // In the directory: an expired certificate for two.test (first by name), a valid one
+    // expiring in 10 days and its renewal for 90 days.
+    std::fs::write(
+        certs.join("a-expired.pem"),
+        pem(&issue(&["ua-auto-config.two.test"], CertKind::Expired)),
+    )
+    .unwrap();
+    std::fs::write(
+        certs.join("b-soon.pem"),
+        pem(&issue(
+            &["ua-auto-config.two.test"],
+            CertKind::ValidForDays(10),
+        )),
+    )
+    .unwrap();
+    std::fs::write(
+        certs.join("c-renewed.pem"),
+        pem(&issue(
+            &["ua-auto-config.two.test"],
+            CertKind::ValidForDays(90),
+        )),
+    )
+    .unwrap();
+    let server = Server::start(&dir.path().join("provider.toml"), None, &[addr])
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let two = presented_expiry(&tb, addr, "ua-auto-config.two.test").await;
+    assert!(
+        two - now > 80 * 86_400,
+        "the renewal is presented, not the expired or the older one"
+    );
+    assert!(server.warnings().is_empty(), "{:?}", server.warnings());
+
+    // Without the renewal, the 10-day certificate is used and warned about.
+    std::fs::remove_file(certs.join("c-renewed.pem")).unwrap();
+    server.reload().unwrap();
+    let two = presented_expiry(&tb, addr, "ua-auto-config.two.test").await;
+    assert!(two - now < 11 * 86_400 && two > now);
+    let warnings = server.warnings();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("ua-auto-config.two.test") && w.contains("b-soon.pem")),
+        "{warnings:?}"
+    );
+    // Only the expired one left: refused, naming it (and the old state keeps serving).
+    std::fs::remove_file(certs.join("b-soon.pem")).unwrap();
+    let err = server.reload().unwrap_err().to_string();
+    assert!(
+        err.contains("ua-auto-config.two.test")
+            && err.contains("not valid now")
+            && err.contains("a-expired.pem"),
+        "{err}"
+    );
+    assert!(presented_expiry(&tb, addr, "ua-auto-config.two.test").await > now);
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Issue 15.1: SIGTERM's shutdown stops accepting at once and does not wait for clients
+/// stuck in the TLS handshake or in the request head.
+#[tokio::test]
+async fn shutdown_is_bounded_by_slow_clients() {
+    let tb = testbed().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_files(&tb, dir.path(), DESC);
+    let ip = free_loopback_ip(&[443]).await.unwrap();
+    let addr = SocketAddr::new(IpAddr::V4(ip), 443);
+    let server = Server::start(&dir.path().join("provider.toml"), None, &[addr])
+        .await
+        .unwrap();
+    // One client mid-handshake (TCP only), one mid-head (TLS, half a request).
+    let _stuck_handshake = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut half = tls_connect(&tb, addr, "ua-auto-config.alpha.test").await;
+    use tokio::io::AsyncWriteExt as _;
+    half.write_all(b"GET /.well-known/user-agent-configuration.json HTTP/1.1\r\nHost: ua-auto")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    server.shutdown(Duration::from_secs(10)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "shutdown waited {:?} for clients that will never finish",
+        started.elapsed()
+    );
+    // The listener is gone: a new connection is refused.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
