@@ -296,9 +296,14 @@ enum Command {
         /// The domain.
         #[arg(long)]
         domain: String,
-        /// The record(s) published now (to name them in the retire step).
+        /// The record(s) published now (to name them in the retire step); each must be a
+        /// valid UAAC1 record.
         #[arg(long, value_name = "TXT")]
         current: Vec<String>,
+        /// The TTL the current records are published with (the wait before switching the
+        /// bytes); default: the description's TTL.
+        #[arg(long, value_name = "SECONDS")]
+        current_ttl: Option<u32>,
         /// Print one JSON object (`pacc schema rotate` describes it).
         #[arg(long)]
         json: bool,
@@ -734,8 +739,9 @@ fn main() -> ExitCode {
                 description,
                 domain,
                 current,
+                current_ttl,
                 json,
-            } => provider_cmd::rotate_cmd(&description, &domain, &current, json),
+            } => provider_cmd::rotate_cmd(&description, &domain, &current, current_ttl, json),
             Command::Serve {
                 description,
                 listen,

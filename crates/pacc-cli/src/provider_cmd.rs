@@ -119,7 +119,24 @@ pub fn render_cmd(path: &Path, domain: Option<&str>, out: Option<&Path>, json: b
 
 /// `pacc rotate`: the safe order for changing a domain's document (DIG-13).
 #[allow(clippy::print_stdout)]
-pub fn rotate_cmd(path: &Path, domain: &str, current: &[String], json: bool) -> u8 {
+pub fn rotate_cmd(
+    path: &Path,
+    domain: &str,
+    current: &[String],
+    current_ttl: Option<u32>,
+    json: bool,
+) -> u8 {
+    // The records named must be records: a typo here would mislead the retire step.
+    for c in current {
+        if let Err(why) = pacc_proto::digest::parse_record(c.as_bytes()) {
+            return crate::report_error_kind(
+                "usage",
+                &format!(
+                    "--current {c:?} is not a UAAC1 record ({why}); give the TXT record exactly as published"
+                ),
+            );
+        }
+    }
     let desc = match load(path) {
         Ok(d) => d,
         Err(c) => return c,
@@ -130,7 +147,13 @@ pub fn rotate_cmd(path: &Path, domain: &str, current: &[String], json: bool) -> 
     };
     let bytes = render(spec);
     let p = publication(spec, &d, &bytes, desc.ttl);
-    let steps = rotation_plan(&p.txt_owner, current, &p.txt, desc.ttl);
+    // Resolvers may keep the old records for their TTL, not the new one's.
+    let steps = rotation_plan(
+        &p.txt_owner,
+        current,
+        &p.txt,
+        current_ttl.unwrap_or(desc.ttl),
+    );
     if json {
         crate::output::print_json(&serde_json::json!({
             "version": crate::output::JSON_VERSION,

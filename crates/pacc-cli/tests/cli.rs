@@ -1655,3 +1655,82 @@ async fn serve_uses_the_systemd_credentials_directory() {
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["config"]["info"]["provider"]["name"], "Credentials");
 }
+
+/// Issue 15.5: `render` refuses a description that leaves no way to sign in.
+#[tokio::test]
+async fn render_refuses_a_document_without_any_sign_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let desc = dir.path().join("p.toml");
+    let text = "[[document]]\ndomains = [\"a.test\"]\npassword = false\n[document.services]\nimap = \"imap.a.test\"\n[document.provider]\nname = \"A\"\n";
+    std::fs::write(&desc, text).unwrap();
+    let out = pacc(&["render", desc.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("could not sign in to any service"),
+        "{stderr}"
+    );
+    std::fs::write(
+        &desc,
+        text.replace(
+            "password = false\n",
+            "password = false\noauth_issuer = \"https://auth.a.test\"\n",
+        ),
+    )
+    .unwrap();
+    let out = pacc(&["render", desc.to_str().unwrap()]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Issue 15.5: `rotate --current` must be a real record, and the wait uses its TTL.
+#[tokio::test]
+async fn rotate_validates_current_and_waits_its_ttl() {
+    let tv1 = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/providers/tv1.toml"
+    );
+    let out = pacc(&[
+        "rotate",
+        tv1,
+        "--domain",
+        "tv1.example.test",
+        "--current",
+        "v=UAAC1; a=sha256; d=AAAA",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("is not a UAAC1 record (has a digest of the wrong length")
+    );
+    let old = sha256_record(b"the old document");
+    let out = pacc(&[
+        "rotate",
+        tv1,
+        "--domain",
+        "tv1.example.test",
+        "--current",
+        &old,
+        "--current-ttl",
+        "86400",
+        "--json",
+    ])
+    .await;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(steps.iter().any(|s| s.contains("86400 s")), "{steps:?}");
+    assert!(
+        steps.iter().any(|s| s.contains(&old)),
+        "the retire step names it: {steps:?}"
+    );
+}

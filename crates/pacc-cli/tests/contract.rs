@@ -175,6 +175,7 @@ async fn every_command_output_matches_its_schema() {
         &["rotate", tv1, "--domain", domain, "--json"],
         0,
     );
+    let old = pacc_testbed::sha256_record(b"the old document");
     record(
         "rotate",
         "replacing",
@@ -184,7 +185,9 @@ async fn every_command_output_matches_its_schema() {
             "--domain",
             domain,
             "--current",
-            "v=UAAC1; a=sha256; d=AAAA",
+            &old,
+            "--current-ttl",
+            "86400",
             "--json",
         ],
         0,

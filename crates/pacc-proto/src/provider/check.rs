@@ -287,12 +287,26 @@ pub fn check_with_oauth(
     }
     // 4. The digest verdict.
     match &report.outcome {
-        Ok(v) if v.method == crate::discovery::Method::WellKnown => out.push(f(
-            Verdict::Pass,
-            "digest",
-            format!("the document is authentic ({} record)", v.algorithm),
-            None,
-        )),
+        Ok(v) if v.method == crate::discovery::Method::WellKnown => {
+            let valid = report
+                .records
+                .iter()
+                .filter(|r| matches!(r.verdict, RecordVerdict::Valid { .. }))
+                .count();
+            out.push(f(
+                Verdict::Pass,
+                "digest",
+                if valid > 1 {
+                    format!(
+                        "the document is authentic: it matches \"{}\" (one of {valid} valid records)",
+                        v.record
+                    )
+                } else {
+                    format!("the document is authentic ({} record)", v.algorithm)
+                },
+                None,
+            ))
+        }
         _ => {
             match primary_error {
                 Some(DiscoveryError::DigestMismatch { .. }) => {

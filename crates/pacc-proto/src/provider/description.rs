@@ -340,6 +340,17 @@ impl Description {
                             None
                         }
                     });
+            // A-1 … A-3: a document with neither a password nor an OAuth issuer leaves
+            // clients no way to sign in to anything.
+            if d.password == Some(false) && d.oauth_issuer.is_none() {
+                errors.push(at(
+                    None,
+                    format!(
+                        "document #{}: password = false and no oauth_issuer: clients could not sign in to any service; allow passwords or name an OAuth issuer",
+                        i + 1
+                    ),
+                ));
+            }
             let name = d.provider.name.get_ref().trim().to_owned();
             let n = name.chars().count();
             if n == 0 || n > 60 {
