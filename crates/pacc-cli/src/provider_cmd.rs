@@ -243,12 +243,30 @@ pub async fn check_cmd(
     };
     phases.oauth_ms = oauth.as_ref().map(|_| crate::output::ms_since(t));
     phases.total_ms = crate::output::ms_since(started);
-    let findings = check_with_oauth(
+    let mut findings = check_with_oauth(
         &report,
         probes.as_deref(),
         expected.as_deref(),
         oauth.as_ref(),
     );
+    // The shapes still deployed from older drafts, asked for concurrently.
+    let answers = futures_util::future::join_all(
+        pacc_proto::provider::check::obsolete_locations(&d)
+            .into_iter()
+            .map(|url| async move {
+                client
+                    .get(&url, deadline)
+                    .await
+                    .ok()
+                    .map(|(s, b)| (url, s, b))
+            }),
+    )
+    .await;
+    findings.extend(pacc_proto::provider::check::obsolete_findings(
+        &answers.into_iter().flatten().collect::<Vec<_>>(),
+        &report.url,
+        report.response.is_some(),
+    ));
     let ok = !findings.iter().any(|f| f.verdict == Verdict::Fail);
     if json {
         let o = CheckOutput {

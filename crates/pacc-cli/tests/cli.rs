@@ -1734,3 +1734,62 @@ async fn rotate_validates_current_and_waits_its_ttl() {
         "the retire step names it: {steps:?}"
     );
 }
+
+/// Issue 15.5: `check` names obsolete shapes still deployed and warns on `_` in tag names.
+#[tokio::test]
+async fn check_names_obsolete_shapes_and_odd_records() {
+    let tb = Testbed::start().await.unwrap();
+    let srv_era = br#"{"servers":[{"type":"imap","hostname":"imap.old.test"}],"oAuth2":{"issuer":"https://auth.old.test"}}"#;
+    let _old = tb
+        .https_host(
+            &["ua-auto-config.old.test"],
+            Behaviour::new(Reply::json(srv_era.to_vec())),
+        )
+        .await
+        .unwrap();
+    let doc =
+        br#"{"protocols":{"imap":{"host":"imap.under.test"}},"info":{"provider":{"name":"U"}}}"#;
+    let _u = tb.serve_document("under.test", doc).await.unwrap();
+    tb.publish_txt("under.test", &format!("{}; x_y=1", sha256_record(doc)))
+        .await
+        .unwrap();
+    let dns = tb.dns_addr().to_string();
+    let ca = tb.ca_file().to_str().unwrap().to_owned();
+    let check = |domain: &'static str| {
+        let (dns, ca) = (dns.clone(), ca.clone());
+        async move {
+            let out = pacc(&[
+                "check",
+                domain,
+                "--no-probe",
+                "--dns",
+                &dns,
+                "--ca-file",
+                &ca,
+                "--json",
+            ])
+            .await;
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            v["findings"].as_array().unwrap().clone()
+        }
+    };
+    let old = check("old.test").await;
+    assert!(
+        old.iter().any(|f| f["area"] == "obsolete"
+            && f["verdict"] == "WARN"
+            && f["message"].as_str().unwrap().contains("SRV-era")
+            && f["message"]
+                .as_str()
+                .unwrap()
+                .contains("/.well-known/pacc.json")),
+        "{old:?}"
+    );
+    let under = check("under.test").await;
+    assert!(
+        under
+            .iter()
+            .any(|f| f["verdict"] == "WARN" && f["message"].as_str().unwrap().contains("x_y")),
+        "{under:?}"
+    );
+    assert!(!under.iter().any(|f| f["area"] == "obsolete"), "{under:?}");
+}

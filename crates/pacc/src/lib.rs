@@ -551,6 +551,18 @@ impl Client {
         }
     }
 
+    /// GET `url` (HTTPS, TLS 1.2+, certificate verified, no redirect followed) by
+    /// `deadline`: the status and the body (at most 64 KiB). For the provider checks of
+    /// other, obsolete locations; discovery itself never uses it.
+    pub async fn get(
+        &self,
+        url: &str,
+        deadline: std::time::Instant,
+    ) -> Result<(u16, Vec<u8>), pacc_proto::fetch::FetchError> {
+        let ctx = self.ctx();
+        https::exchange(&ctx, "GET", url, None, Instant::from_std(deadline)).await
+    }
+
     fn ctx(&self) -> https::FetchContext<'_> {
         https::FetchContext {
             dns: &self.dns,

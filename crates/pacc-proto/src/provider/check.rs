@@ -221,6 +221,26 @@ pub fn check_with_oauth(
                         Some(format!("publish the canonical encoding: \"{canonical}\"")),
                     ));
                 }
+                // DIG-3 allows `_` in tag names; parsers that follow DKIM's older grammar, or
+                // hand-written ones, refuse it.
+                let underscored: Vec<&str> = r
+                    .text
+                    .split(';')
+                    .filter_map(|spec| spec.split_once('='))
+                    .map(|(name, _)| name.trim())
+                    .filter(|name| name.contains('_'))
+                    .collect();
+                if !underscored.is_empty() {
+                    out.push(f(
+                        Verdict::Warn,
+                        "txt",
+                        format!(
+                            "tag name(s) {} contain '_': valid (DIG-3), but some clients' parsers refuse such a record",
+                            underscored.join(", ")
+                        ),
+                        Some(format!("publish it without them: \"{canonical}\"")),
+                    ));
+                }
                 if !record.canonical || r.strings > 1 {
                     out.push(f(
                         Verdict::Warn,
@@ -391,6 +411,10 @@ pub fn check_with_oauth(
                 "the served bytes are exactly the rendered ones",
                 None,
             )),
+            // A correct stage 1 of a rollover (the new record published beside the old,
+            // the old bytes still served) is not drift: the rotation finding says where it is.
+            Some(live)
+                if rotation_stage(report, live, expected) == RotationStage::BothPublished => {}
             Some(live) => {
                 let at = live
                     .iter()
@@ -510,6 +534,57 @@ pub fn check_with_oauth(
         )),
         (Some(o), None) => out.push(f(Verdict::Info, "oauth", format!("issuer {} published; its metadata was not checked", o.issuer), None)),
         (None, _) => {}
+    }
+    out
+}
+
+/// The obsolete locations a provider may still serve, for [`obsolete_findings`]: the path
+/// without `.json` on the configuration host, and the SRV-era `pacc.json` on the
+/// configuration host and on the domain itself.
+pub fn obsolete_locations(domain: &crate::name::Domain) -> Vec<String> {
+    vec![
+        format!("https://ua-auto-config.{domain}/.well-known/user-agent-configuration"),
+        format!("https://ua-auto-config.{domain}/.well-known/pacc.json"),
+        format!("https://{domain}/.well-known/pacc.json"),
+    ]
+}
+
+/// What the obsolete locations answered (`(url, status, body)` for those that answered):
+/// a document still served there is named, with what to do instead. The old path without
+/// `.json` matters only when the current one (`current_served`) is not served.
+pub fn obsolete_findings(
+    answers: &[(String, u16, Vec<u8>)],
+    current_url: &str,
+    current_served: bool,
+) -> Vec<CheckFinding> {
+    let mut out = Vec::new();
+    for (url, status, body) in answers {
+        if *status != 200 {
+            continue;
+        }
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+            continue;
+        };
+        if url.ends_with("/.well-known/user-agent-configuration")
+            && v.get("protocols").is_some()
+            && !current_served
+        {
+            out.push(f(
+                Verdict::Warn,
+                "obsolete",
+                format!("a configuration is served at the obsolete path {url} (no .json): current clients fetch only {current_url}"),
+                Some(format!("serve it at {current_url} (and remove the old path when no client needs it)")),
+            ));
+        } else if url.ends_with("/.well-known/pacc.json")
+            && (v.get("servers").is_some() || v.get("oAuth2").is_some())
+        {
+            out.push(f(
+                Verdict::Warn,
+                "obsolete",
+                format!("an SRV-era PACC document (pacc.json, with `servers`/`oAuth2`) is still served at {url}: no current client reads it"),
+                Some(format!("publish the current format at {current_url} with its _ua-auto-config digest (pacc render)")),
+            ));
+        }
     }
     out
 }
