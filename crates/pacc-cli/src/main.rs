@@ -273,8 +273,18 @@ enum Command {
     ///
     /// Example: pacc check example.com --expect provider.toml
     Check {
-        /// The domain to check.
-        domain: String,
+        /// The domain to check (or --all / --domains for many).
+        #[arg(required_unless_present_any = ["all", "domains"])]
+        domain: Option<String>,
+        /// Check every domain of this description (and compare each with its rendering).
+        #[arg(long, value_name = "DESCRIPTION", conflicts_with_all = ["domain", "domains"])]
+        all: Option<PathBuf>,
+        /// Check every domain listed in this file (one per line; `#` starts a comment).
+        #[arg(long, value_name = "FILE", conflicts_with = "domain")]
+        domains: Option<PathBuf>,
+        /// With --all or --domains: how many domains are checked at once.
+        #[arg(long, value_name = "N", default_value_t = 32)]
+        jobs: usize,
         /// Compare with the rendering of this description.
         #[arg(long, value_name = "DESCRIPTION")]
         expect: Option<PathBuf>,
@@ -283,7 +293,8 @@ enum Command {
         no_probe: bool,
         #[command(flatten)]
         network: NetworkArgs,
-        /// Findings as one JSON object.
+        /// Findings as one JSON object (with --all/--domains: JSON Lines, one object per
+        /// domain, then `{"summary": …}`).
         #[arg(long)]
         json: bool,
     },
@@ -753,14 +764,21 @@ fn main() -> ExitCode {
             }
             Command::Check {
                 domain,
+                all,
+                domains,
+                jobs,
                 expect,
                 no_probe,
                 network,
                 json,
             } => {
                 init_logging(0);
-                match prepare(&format!("postmaster@{domain}"), &network) {
-                    Ok((_, client)) => {
+                let client = match build_client(&network) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                match (domain, all, domains) {
+                    (Some(domain), _, _) => {
                         provider_cmd::check_cmd(
                             &client,
                             &domain,
@@ -770,7 +788,22 @@ fn main() -> ExitCode {
                         )
                         .await
                     }
-                    Err(code) => code,
+                    (None, all, list) => {
+                        match provider_cmd::fleet_domains(all.as_deref(), list.as_deref()) {
+                            Ok(names) => {
+                                provider_cmd::check_fleet(
+                                    &client,
+                                    names,
+                                    all.as_deref().or(expect.as_deref()),
+                                    !no_probe,
+                                    jobs,
+                                    json,
+                                )
+                                .await
+                            }
+                            Err(code) => code,
+                        }
+                    }
                 }
             }
             Command::Demo(args) => demo::run(args.verbose, args.keep).await,

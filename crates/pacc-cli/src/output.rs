@@ -162,6 +162,13 @@ pub fn schema_cmd(name: Option<&str>) -> u8 {
     }
 }
 
+/// One line of a multi-line result (JSON Lines, fleet rows): counts as the run's output
+/// for the JSON contract.
+pub fn print_line(line: &str) {
+    contract::PRINTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    print_raw(line);
+}
+
 /// Remember why the run ends, for [`finish_json`] (the first error recorded wins).
 pub fn record_error(kind: &'static str, message: &str) {
     if let Ok(mut e) = contract::ERROR.lock()

@@ -210,63 +210,7 @@ pub async fn check_cmd(
         },
         None => None,
     };
-    // One deadline (--timeout) for discovery, the probes and the issuer's metadata.
-    let started = std::time::Instant::now();
-    let deadline = client.deadline();
-    let report = client.discover_domain_until(&d, deadline, &|_| {}).await;
-    let mut phases = crate::output::Phases {
-        discovery_ms: crate::output::ms_since(started),
-        ..Default::default()
-    };
-    let t = std::time::Instant::now();
-    let probes = match (&report.outcome, probe) {
-        (Ok(v), true) => Some(client.probe(&v.document.config, deadline, &|_| {}).await),
-        _ => None,
-    };
-    phases.probe_ms = probes.as_ref().map(|_| crate::output::ms_since(t));
-    let t = std::time::Instant::now();
-    let issuer = report
-        .outcome
-        .as_ref()
-        .ok()
-        .and_then(|v| v.document.config.authentication.as_ref())
-        .and_then(|a| a.oauth_public.as_ref())
-        .map(|o| o.issuer.clone());
-    let oauth = match issuer {
-        Some(iss) => Some(
-            client
-                .oauth_metadata(&iss, deadline)
-                .await
-                .map_err(|e| e.to_string()),
-        ),
-        None => None,
-    };
-    phases.oauth_ms = oauth.as_ref().map(|_| crate::output::ms_since(t));
-    phases.total_ms = crate::output::ms_since(started);
-    let mut findings = check_with_oauth(
-        &report,
-        probes.as_deref(),
-        expected.as_deref(),
-        oauth.as_ref(),
-    );
-    // The shapes still deployed from older drafts, asked for concurrently.
-    let answers = futures_util::future::join_all(
-        pacc_proto::provider::check::obsolete_locations(&d)
-            .into_iter()
-            .map(|url| async move {
-                client
-                    .get(&url, deadline)
-                    .await
-                    .ok()
-                    .map(|(s, b)| (url, s, b))
-            }),
-    )
-    .await;
-    findings.extend(pacc_proto::provider::check::obsolete_findings(
-        &answers.into_iter().flatten().collect::<Vec<_>>(),
-        &report.url,
-        report.response.is_some(),
-    ));
+    let (findings, phases) = check_domain(client, &d, expected.as_deref(), probe).await;
     let ok = !findings.iter().any(|f| f.verdict == Verdict::Fail);
     if json {
         let o = CheckOutput {
@@ -316,6 +260,234 @@ pub async fn check_cmd(
         crate::output::print_raw(&text);
     }
     if ok { exit::OK } else { exit::NOT_PUBLISHED }
+}
+
+/// Everything `check` finds for one domain, with the time each phase took (one deadline,
+/// `--timeout`, for discovery, the probes and the issuer's metadata).
+async fn check_domain(
+    client: &Client,
+    d: &Domain,
+    expected: Option<&[u8]>,
+    probe: bool,
+) -> (Vec<CheckFinding>, crate::output::Phases) {
+    // One deadline (--timeout) for discovery, the probes and the issuer's metadata.
+    let started = std::time::Instant::now();
+    let deadline = client.deadline();
+    let report = client.discover_domain_until(d, deadline, &|_| {}).await;
+    let mut phases = crate::output::Phases {
+        discovery_ms: crate::output::ms_since(started),
+        ..Default::default()
+    };
+    let t = std::time::Instant::now();
+    let probes = match (&report.outcome, probe) {
+        (Ok(v), true) => Some(client.probe(&v.document.config, deadline, &|_| {}).await),
+        _ => None,
+    };
+    phases.probe_ms = probes.as_ref().map(|_| crate::output::ms_since(t));
+    let t = std::time::Instant::now();
+    let issuer = report
+        .outcome
+        .as_ref()
+        .ok()
+        .and_then(|v| v.document.config.authentication.as_ref())
+        .and_then(|a| a.oauth_public.as_ref())
+        .map(|o| o.issuer.clone());
+    let oauth = match issuer {
+        Some(iss) => Some(
+            client
+                .oauth_metadata(&iss, deadline)
+                .await
+                .map_err(|e| e.to_string()),
+        ),
+        None => None,
+    };
+    phases.oauth_ms = oauth.as_ref().map(|_| crate::output::ms_since(t));
+    phases.total_ms = crate::output::ms_since(started);
+    let mut findings = check_with_oauth(&report, probes.as_deref(), expected, oauth.as_ref());
+    // The shapes still deployed from older drafts, asked for concurrently.
+    let answers = futures_util::future::join_all(
+        pacc_proto::provider::check::obsolete_locations(d)
+            .into_iter()
+            .map(|url| async move {
+                client
+                    .get(&url, deadline)
+                    .await
+                    .ok()
+                    .map(|(s, b)| (url, s, b))
+            }),
+    )
+    .await;
+    findings.extend(pacc_proto::provider::check::obsolete_findings(
+        &answers.into_iter().flatten().collect::<Vec<_>>(),
+        &report.url,
+        report.response.is_some(),
+    ));
+    (findings, phases)
+}
+
+/// The domains of `--all DESCRIPTION` or `--domains FILE`.
+pub fn fleet_domains(all: Option<&Path>, list: Option<&Path>) -> Result<Vec<Domain>, u8> {
+    if let Some(path) = all {
+        let desc = load(path)?;
+        return Ok(desc
+            .documents
+            .iter()
+            .flat_map(|d| d.domains.iter().cloned())
+            .collect());
+    }
+    let Some(path) = list else {
+        return Err(report_error(
+            "give a domain, --all DESCRIPTION or --domains FILE",
+        ));
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| report_error(&format!("cannot read {}: {e}", path.display())))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let name = line.split('#').next().unwrap_or("").trim();
+        if name.is_empty() {
+            continue;
+        }
+        match Domain::parse_discovery(name) {
+            Ok(d) => out.push(d),
+            Err(e) => {
+                return Err(report_error(&format!("{}:{}: {e}", path.display(), i + 1)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `pacc check --all DESCRIPTION` / `--domains FILE`: every domain, `jobs` at a time, one
+/// line each as it finishes (JSON Lines with `--json`) and a summary; exit 1 when any fails.
+pub async fn check_fleet(
+    client: &Client,
+    domains: Vec<Domain>,
+    expect: Option<&Path>,
+    probe: bool,
+    jobs: usize,
+    json: bool,
+) -> u8 {
+    use futures_util::StreamExt as _;
+    let desc = match expect {
+        Some(path) => match load(path) {
+            Ok(d) => Some(d),
+            Err(c) => return c,
+        },
+        None => None,
+    };
+    let started = std::time::Instant::now();
+    let total = domains.len();
+    let bar = crate::term::progress_allowed().then(|| {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(total as u64),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} domains {wide_msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let color = crate::term::stdout_color();
+    let mut failed = 0usize;
+    let mut warned = 0usize;
+    let mut results = futures_util::stream::iter(domains.into_iter().map(|d| {
+        let expected = desc
+            .as_ref()
+            .and_then(|desc| desc.document_for(&d))
+            .map(render);
+        async move {
+            let (findings, phases) = check_domain(client, &d, expected.as_deref(), probe).await;
+            (d, findings, phases)
+        }
+    }))
+    .buffer_unordered(jobs.max(1));
+    while let Some((d, findings, phases)) = results.next().await {
+        let fails: Vec<&CheckFinding> = findings
+            .iter()
+            .filter(|f| f.verdict == Verdict::Fail)
+            .collect();
+        let warns = findings
+            .iter()
+            .filter(|f| f.verdict == Verdict::Warn)
+            .count();
+        if !fails.is_empty() {
+            failed += 1;
+        } else if warns > 0 {
+            warned += 1;
+        }
+        let line = if json {
+            let mut v = serde_json::to_string(&CheckOutput {
+                version: JSON_VERSION,
+                domain: d.as_str(),
+                ok: fails.is_empty(),
+                findings: &findings,
+                phases,
+            })
+            .unwrap_or_default();
+            v.push('\n');
+            v
+        } else {
+            let esc = pacc_proto::name::escape_for_terminal;
+            match fails.first() {
+                Some(f) => format!(
+                    "{}  {}  {} ({} failure(s), {warns} warning(s))\n",
+                    crate::term::paint("FAIL", "1;31", color),
+                    esc(d.as_str()),
+                    esc(&f.message),
+                    fails.len()
+                ),
+                None if warns > 0 => format!(
+                    "{}  {}  {warns} warning(s)\n",
+                    crate::term::paint("WARN", "1;33", color),
+                    esc(d.as_str())
+                ),
+                None => format!(
+                    "{}  {}\n",
+                    crate::term::paint("PASS", "32", color),
+                    esc(d.as_str())
+                ),
+            }
+        };
+        match &bar {
+            Some(b) => b.suspend(|| crate::output::print_line(&line)),
+            None => crate::output::print_line(&line),
+        }
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+    }
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let elapsed = started.elapsed();
+    let per_second = total as f64 / elapsed.as_secs_f64().max(0.001);
+    if json {
+        crate::output::print_line(&format!(
+            "{}\n",
+            serde_json::json!({"summary": {
+                "version": JSON_VERSION,
+                "domains": total,
+                "ok": total - failed,
+                "failed": failed,
+                "warned": warned,
+                "elapsed_ms": crate::output::ms_since(started),
+                "domains_per_second": (per_second * 10.0).round() / 10.0,
+            }})
+        ));
+    } else {
+        crate::output::print_line(&format!(
+            "\n{total} domain(s): {} ok, {failed} failing, {warned} with warnings ({:.1} s, {per_second:.0} domains/s)\n",
+            total - failed,
+            elapsed.as_secs_f64()
+        ));
+    }
+    if failed == 0 {
+        exit::OK
+    } else {
+        exit::NOT_PUBLISHED
+    }
 }
 
 /// `pacc serve`.

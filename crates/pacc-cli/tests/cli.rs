@@ -1793,3 +1793,77 @@ async fn check_names_obsolete_shapes_and_odd_records() {
     );
     assert!(!under.iter().any(|f| f["area"] == "obsolete"), "{under:?}");
 }
+
+/// Issue 15.3: `check --domains FILE` checks every domain concurrently: one line (JSON Lines
+/// with --json) per domain and a summary; exit 1 when any fails.
+#[tokio::test]
+async fn fleet_check_reports_every_domain() {
+    let tb = Testbed::start().await.unwrap();
+    let doc = br#"{"protocols":{"imap":{"host":"imap.fleet.test"}},"authentication":{"password":true},"info":{"provider":{"name":"Fleet"}}}"#;
+    let mut keep = Vec::new();
+    for d in ["a.fleet.test", "b.fleet.test", "c.fleet.test"] {
+        keep.push(tb.provider(d, doc).await.unwrap());
+    }
+    keep.push(tb.serve_document("bad.fleet.test", doc).await.unwrap());
+    tb.publish_txt("bad.fleet.test", &sha256_record(b"other"))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("domains.txt");
+    std::fs::write(
+        &list,
+        "# customers\na.fleet.test\nb.fleet.test\n\nc.fleet.test  # the third\nbad.fleet.test\nmissing.fleet.test\n",
+    )
+    .unwrap();
+    let dns = tb.dns_addr().to_string();
+    let ca = tb.ca_file().to_str().unwrap().to_owned();
+    let base = [
+        "check",
+        "--domains",
+        list.to_str().unwrap(),
+        "--no-probe",
+        "--dns",
+        &dns,
+        "--ca-file",
+        &ca,
+        "--jobs",
+        "3",
+    ];
+    let mut args = base.to_vec();
+    args.push("--json");
+    let out = pacc(&args).await;
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    let by_domain = |d: &str| {
+        lines
+            .iter()
+            .find(|v| v["domain"] == d)
+            .unwrap_or_else(|| panic!("{d}: {text}"))
+    };
+    for d in ["a.fleet.test", "b.fleet.test", "c.fleet.test"] {
+        assert_eq!(by_domain(d)["ok"], true, "{d}");
+    }
+    assert_eq!(by_domain("bad.fleet.test")["ok"], false);
+    assert_eq!(by_domain("missing.fleet.test")["ok"], false);
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(summary["domains"], 5);
+    assert_eq!(summary["ok"], 3);
+    assert_eq!(summary["failed"], 2);
+    let out = pacc(&base).await;
+    let human = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        human.lines().filter(|l| l.starts_with("PASS  ")).count(),
+        3,
+        "{human}"
+    );
+    assert!(
+        human.contains("FAIL  missing.fleet.test  missing.fleet.test does not exist in DNS"),
+        "{human}"
+    );
+    assert!(human.contains("5 domain(s): 3 ok, 2 failing"), "{human}");
+}
