@@ -262,6 +262,14 @@ enum Command {
         /// Worker threads (default: one per CPU core).
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
+        /// Log one JSON line per request on stdout (time, SNI, Host, path, status, bytes,
+        /// duration); off by default.
+        #[arg(long)]
+        access_log: bool,
+        /// Serve Prometheus metrics at http://IP:PORT/metrics (plain HTTP: keep it on
+        /// loopback or a private network); off by default.
+        #[arg(long, value_name = "IP:PORT")]
+        metrics: Option<SocketAddr>,
     },
     /// Check a live deployment the way a client sees it: PASS / INFO / WARN / FAIL per finding.
     ///
@@ -757,10 +765,19 @@ fn main() -> ExitCode {
                 description,
                 listen,
                 cert_dir,
+                access_log,
+                metrics,
                 ..
             } => {
                 init_logging_serve();
-                provider_cmd::serve_cmd(&description, &listen, cert_dir.as_ref()).await
+                provider_cmd::serve_cmd(
+                    &description,
+                    &listen,
+                    cert_dir.as_ref(),
+                    access_log,
+                    metrics,
+                )
+                .await
             }
             Command::Check {
                 domain,

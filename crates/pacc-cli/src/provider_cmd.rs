@@ -491,7 +491,13 @@ pub async fn check_fleet(
 }
 
 /// `pacc serve`.
-pub async fn serve_cmd(path: &Path, listen: &[SocketAddr], cert_dir: Option<&PathBuf>) -> u8 {
+pub async fn serve_cmd(
+    path: &Path,
+    listen: &[SocketAddr],
+    cert_dir: Option<&PathBuf>,
+    access_log: bool,
+    metrics: Option<SocketAddr>,
+) -> u8 {
     let desc = match load(path) {
         Ok(d) => d,
         Err(c) => return c,
@@ -516,11 +522,24 @@ pub async fn serve_cmd(path: &Path, listen: &[SocketAddr], cert_dir: Option<&Pat
         .map(|d| PathBuf::from(d).join("certs"))
         .filter(|d| d.is_dir());
     let cert_dir = cert_dir.or(credentials.as_ref());
-    let server =
-        match pacc::serve::Server::start(path, cert_dir.map(PathBuf::as_path), &addrs).await {
-            Ok(s) => s,
+    let mut server = match pacc::serve::Server::start_full(
+        path,
+        cert_dir.map(PathBuf::as_path),
+        &addrs,
+        pacc::serve::Limits::default(),
+        pacc::serve::Options { access_log },
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => return report_error(&e.to_string()),
+    };
+    if let Some(addr) = metrics {
+        match server.start_metrics(addr).await {
+            Ok(bound) => tracing::info!("metrics at http://{bound}/metrics"),
             Err(e) => return report_error(&e.to_string()),
-        };
+        }
+    }
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::hangup()),

@@ -1638,9 +1638,20 @@ async fn serve_uses_the_systemd_credentials_directory() {
         String::from_utf8_lossy(&out.stderr)
             .contains("no certificate covers ua-auto-config.cred.test")
     );
-    let _server = tokio::process::Command::new(PACC)
-        .args(["serve", &desc_s, "--listen", &format!("{ip}:443")])
+    // Issue 15.4: with the access log and the metrics listener on.
+    let metrics = format!("{ip}:9464");
+    let server = tokio::process::Command::new(PACC)
+        .args([
+            "serve",
+            &desc_s,
+            "--listen",
+            &format!("{ip}:443"),
+            "--access-log",
+            "--metrics",
+            &metrics,
+        ])
         .env("CREDENTIALS_DIRECTORY", &creds)
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -1654,6 +1665,53 @@ async fn serve_uses_the_systemd_credentials_directory() {
     let (code, v) = discover_json(&tb, "u@cred.test").await;
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["config"]["info"]["provider"]["name"], "Credentials");
+    // The metrics, in the Prometheus text format.
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut m = tokio::net::TcpStream::connect(&metrics).await.unwrap();
+    m.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    m.read_to_string(&mut text).await.unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains(
+            "pacc_serve_requests_total{status=\"200\",document=\"ua-auto-config.cred.test\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("pacc_serve_certificate_expiry_seconds{name=\"ua-auto-config.cred.test\"}"),
+        "{text}"
+    );
+    assert!(text.contains("pacc_serve_domains 1"), "{text}");
+    // SIGTERM, then the access log: one JSON line for the one request.
+    let pid = server.id().unwrap().to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        server.wait_with_output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let l = &lines[0];
+    assert_eq!(l["sni"], "ua-auto-config.cred.test");
+    assert_eq!(l["host"], "ua-auto-config.cred.test");
+    assert_eq!(l["path"], "/.well-known/user-agent-configuration.json");
+    assert_eq!(l["status"], 200);
+    assert!(
+        l["bytes"].as_u64().unwrap() > 0 && l["duration_us"].is_u64() && l["time"].is_f64(),
+        "{l}"
+    );
 }
 
 /// Issue 15.5: `render` refuses a description that leaves no way to sign in.

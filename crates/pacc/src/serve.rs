@@ -85,6 +85,137 @@ struct Served {
     cache_control: String,
 }
 
+/// What `serve` does besides answering: the opt-in access log.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// One JSON line per request on stdout: time, SNI, Host, path, status, bytes, duration.
+    pub access_log: bool,
+}
+
+/// Counters for the Prometheus text format ([`Server::metrics`]).
+#[derive(Debug, Default)]
+struct Counters {
+    /// (status, document host or `-`) → requests.
+    requests: std::sync::Mutex<HashMap<(u16, String), u64>>,
+    /// reason → TLS handshakes that failed.
+    handshake_failures: std::sync::Mutex<HashMap<&'static str, u64>>,
+    reloads_ok: std::sync::atomic::AtomicU64,
+    reloads_failed: std::sync::atomic::AtomicU64,
+}
+
+impl Counters {
+    fn request(&self, status: u16, host: &str) {
+        if let Ok(mut m) = self.requests.lock() {
+            *m.entry((status, host.to_owned())).or_insert(0) += 1;
+        }
+    }
+
+    fn handshake_failed(&self, reason: &'static str) {
+        if let Ok(mut m) = self.handshake_failures.lock() {
+            *m.entry(reason).or_insert(0) += 1;
+        }
+    }
+}
+
+/// A handle that renders `serve`'s metrics (cheap to clone, usable from another task).
+#[derive(Clone)]
+pub struct Metrics {
+    counters: Arc<Counters>,
+    state: Arc<RwLock<Arc<State>>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// A label value in the Prometheus text format.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// The Prometheus text exposition (version 0.0.4): requests by status and document,
+    /// handshake failures by reason, certificate expiry per name, reloads, domains served.
+    pub fn render(&self) -> String {
+        use std::fmt::Write as _;
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP pacc_serve_requests_total HTTP requests answered, by status and document host."
+        );
+        let _ = writeln!(out, "# TYPE pacc_serve_requests_total counter");
+        if let Ok(m) = self.counters.requests.lock() {
+            let mut rows: Vec<_> = m.iter().collect();
+            rows.sort();
+            for ((status, host), n) in rows {
+                let _ = writeln!(
+                    out,
+                    "pacc_serve_requests_total{{status=\"{status}\",document=\"{}\"}} {n}",
+                    label(host)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP pacc_serve_handshake_failures_total TLS handshakes that failed, by reason."
+        );
+        let _ = writeln!(out, "# TYPE pacc_serve_handshake_failures_total counter");
+        if let Ok(m) = self.counters.handshake_failures.lock() {
+            let mut rows: Vec<_> = m.iter().collect();
+            rows.sort();
+            for (reason, n) in rows {
+                let _ = writeln!(
+                    out,
+                    "pacc_serve_handshake_failures_total{{reason=\"{reason}\"}} {n}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP pacc_serve_reloads_total Description reloads (SIGHUP), by result."
+        );
+        let _ = writeln!(out, "# TYPE pacc_serve_reloads_total counter");
+        let _ = writeln!(
+            out,
+            "pacc_serve_reloads_total{{result=\"ok\"}} {}",
+            self.counters.reloads_ok.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "pacc_serve_reloads_total{{result=\"refused\"}} {}",
+            self.counters.reloads_failed.load(Relaxed)
+        );
+        if let Ok(state) = self.state.read() {
+            let _ = writeln!(
+                out,
+                "# HELP pacc_serve_certificate_expiry_seconds When the certificate presented for a name expires (Unix time)."
+            );
+            let _ = writeln!(out, "# TYPE pacc_serve_certificate_expiry_seconds gauge");
+            let mut rows: Vec<_> = state.expiry.iter().collect();
+            rows.sort();
+            for (name, t) in rows {
+                let _ = writeln!(
+                    out,
+                    "pacc_serve_certificate_expiry_seconds{{name=\"{}\"}} {t}",
+                    label(name)
+                );
+            }
+            let _ = writeln!(
+                out,
+                "# HELP pacc_serve_domains Domains served by the loaded description."
+            );
+            let _ = writeln!(out, "# TYPE pacc_serve_domains gauge");
+            let _ = writeln!(out, "pacc_serve_domains {}", state.domains);
+        }
+        out
+    }
+}
+
 /// Everything one version of the description serves.
 struct State {
     by_host: HashMap<String, Arc<Served>>,
@@ -97,6 +228,8 @@ struct State {
     warnings: Vec<String>,
     /// Every certificate loaded, for names no document serves.
     others: Vec<Candidate>,
+    /// The expiry (Unix seconds) of the certificate presented for each host.
+    expiry: HashMap<String, i64>,
 }
 
 /// A certificate `serve` may present: its key, the names it covers, its validity, and
@@ -195,6 +328,7 @@ impl State {
         let mut candidates: Vec<Candidate> = Vec::new();
         // Hosts whose group names a [document.tls] pair, and that pair's index.
         let mut pair_hosts: Vec<(String, usize)> = Vec::new();
+        let mut expiry = HashMap::new();
         let mut domains = 0;
         for spec in &desc.documents {
             let bytes = Bytes::from(render(spec));
@@ -295,6 +429,7 @@ impl State {
                         ));
                     }
                     certs.insert(host.clone(), c.key.clone());
+                    expiry.insert(host.clone(), c.not_after);
                 }
                 None => {
                     let expired: Vec<String> = candidates
@@ -340,6 +475,7 @@ impl State {
             domains,
             warnings,
             others,
+            expiry,
         })
     }
 }
@@ -446,6 +582,7 @@ pub struct Server {
     addrs: Vec<SocketAddr>,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: tokio::task::JoinSet<()>,
+    counters: Arc<Counters>,
 }
 
 impl Server {
@@ -465,6 +602,18 @@ impl Server {
         listen: &[SocketAddr],
         limits: Limits,
     ) -> Result<Server, ServeError> {
+        Self::start_full(description, cert_dir, listen, limits, Options::default()).await
+    }
+
+    /// As [`Server::start_with`], with [`Options`] (the access log).
+    pub async fn start_full(
+        description: &Path,
+        cert_dir: Option<&Path>,
+        listen: &[SocketAddr],
+        limits: Limits,
+        options: Options,
+    ) -> Result<Server, ServeError> {
+        let counters = Arc::new(Counters::default());
         let state = Arc::new(RwLock::new(Arc::new(State::load(description, cert_dir)?)));
         let mut config =
             ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -488,6 +637,8 @@ impl Server {
                 state.clone(),
                 shutdown.subscribe(),
                 limits,
+                counters.clone(),
+                options,
             ));
         }
         tracing::info!(
@@ -502,7 +653,68 @@ impl Server {
             addrs,
             shutdown,
             tasks,
+            counters,
         })
+    }
+
+    /// Serve the metrics in the Prometheus text format at `http://addr/metrics` (plain
+    /// HTTP, meant for loopback or a private network), until shutdown. Returns the bound
+    /// address.
+    pub async fn start_metrics(&mut self, addr: SocketAddr) -> Result<SocketAddr, ServeError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|error| ServeError::Listen { addr, error })?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        let metrics = self.metrics();
+        let mut stop = self.shutdown.subscribe();
+        self.tasks.spawn(async move {
+            loop {
+                let (tcp, _) = tokio::select! {
+                    r = listener.accept() => match r {
+                        Ok(x) => x,
+                        Err(_) => continue,
+                    },
+                    _ = stop.changed() => break,
+                };
+                let metrics = metrics.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let resp = if req.uri().path() == "/metrics" {
+                            Response::builder()
+                                .status(200)
+                                .header(CONTENT_TYPE, "text/plain; version=0.0.4")
+                                .body(Full::new(Bytes::from(metrics.render())))
+                        } else {
+                            Response::builder()
+                                .status(404)
+                                .body(Full::new(Bytes::from_static(b"try /metrics\n")))
+                        };
+                        async move {
+                            Ok::<_, std::convert::Infallible>(
+                                resp.unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))),
+                            )
+                        }
+                    });
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(30),
+                        hyper::server::conn::http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(Duration::from_secs(10))
+                            .serve_connection(TokioIo::new(tcp), svc),
+                    )
+                    .await;
+                });
+            }
+        });
+        Ok(bound)
+    }
+
+    /// A handle rendering the metrics (Prometheus text), for a metrics listener.
+    pub fn metrics(&self) -> Metrics {
+        Metrics {
+            counters: self.counters.clone(),
+            state: self.state.clone(),
+        }
     }
 
     /// The bound addresses.
@@ -522,7 +734,15 @@ impl Server {
     /// Re-read the description and certificates. On success the new state serves every new
     /// request; on failure the old one keeps serving and the error is returned.
     pub fn reload(&self) -> Result<usize, ServeError> {
-        let new = State::load(&self.description, self.cert_dir.as_deref())?;
+        use std::sync::atomic::Ordering::Relaxed;
+        let new = match State::load(&self.description, self.cert_dir.as_deref()) {
+            Ok(n) => n,
+            Err(e) => {
+                self.counters.reloads_failed.fetch_add(1, Relaxed);
+                return Err(e);
+            }
+        };
+        self.counters.reloads_ok.fetch_add(1, Relaxed);
         let domains = new.domains;
         if let Ok(mut s) = self.state.write() {
             *s = Arc::new(new);
@@ -544,6 +764,36 @@ impl Server {
     }
 }
 
+/// One access-log line.
+struct AccessEntry<'a> {
+    sni: Option<&'a str>,
+    host: Option<&'a str>,
+    path: &'a str,
+    status: u16,
+    bytes: u64,
+    micros: u128,
+}
+
+/// Write one access-log line (JSON) on stdout: time, SNI, Host, path, status, bytes, duration.
+fn access_line(e: &AccessEntry<'_>) {
+    use std::io::Write as _;
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let line = serde_json::json!({
+        "time": time,
+        "sni": e.sni,
+        "host": e.host,
+        "path": e.path,
+        "status": e.status,
+        "bytes": e.bytes,
+        "duration_us": e.micros,
+    });
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+}
+
 /// How long a connection that is not idle (mid-request-head, or writing a response) may
 /// still take once the shutdown began.
 const DRAIN: Duration = Duration::from_secs(1);
@@ -554,6 +804,8 @@ async fn accept_loop(
     state: Arc<RwLock<Arc<State>>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
     limits: Limits,
+    counters: Arc<Counters>,
+    options: Options,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
@@ -570,6 +822,8 @@ async fn accept_loop(
         };
         let _ = tcp.set_nodelay(true);
         let (acceptor, state) = (acceptor.clone(), state.clone());
+        let counters = counters.clone();
+        let handshake_counters = counters.clone();
         let builder = http_builder(limits);
         let mut stopping = stop.clone();
         let mut in_handshake = stop.clone();
@@ -578,10 +832,18 @@ async fn accept_loop(
                 Ok(Ok(t)) => Some(t),
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    handshake_counters.handshake_failed(
+                        if e.to_string().contains("no server certificate") {
+                            "no-certificate"
+                        } else {
+                            "error"
+                        },
+                    );
                     None
                 }
                 Err(_) => {
                     tracing::debug!(%peer, "TLS handshake timed out");
+                    handshake_counters.handshake_failed("timeout");
                     None
                 }
             }
@@ -597,9 +859,43 @@ async fn accept_loop(
                 },
                 _ = in_handshake.wait_for(|s| *s) => return,
             };
-            let svc = service_fn(move |req| {
+            let sni = tls.get_ref().1.server_name().map(str::to_owned);
+            let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let state = state.read().ok().map(|s| Arc::clone(&s));
-                async move { Ok::<_, std::convert::Infallible>(answer(req, state)) }
+                let started = std::time::Instant::now();
+                let host = req
+                    .headers()
+                    .get(HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned);
+                let path = req.uri().path().to_owned();
+                let resp = answer(req, state.clone());
+                let status = resp.status().as_u16();
+                let document = host
+                    .as_deref()
+                    .map(|h| {
+                        h.split(':')
+                            .next()
+                            .unwrap_or(h)
+                            .trim_end_matches('.')
+                            .to_ascii_lowercase()
+                    })
+                    .filter(|h| state.as_ref().is_some_and(|s| s.by_host.contains_key(h)))
+                    .unwrap_or_else(|| "-".to_owned());
+                counters.request(status, &document);
+                if options.access_log {
+                    access_line(&AccessEntry {
+                        sni: sni.as_deref(),
+                        host: host.as_deref(),
+                        path: &path,
+                        status,
+                        bytes: hyper::body::Body::size_hint(resp.body())
+                            .exact()
+                            .unwrap_or(0),
+                        micros: started.elapsed().as_micros(),
+                    });
+                }
+                async move { Ok::<_, std::convert::Infallible>(resp) }
             });
             let conn = watcher.watch(builder.serve_connection(TokioIo::new(tls), svc));
             tokio::select! {
@@ -674,6 +970,7 @@ pub fn fuzz_request(raw: &[u8]) {
         domains: 1,
         warnings: Vec::new(),
         others: Vec::new(),
+        expiry: HashMap::new(),
     });
     rt.block_on(async move {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
