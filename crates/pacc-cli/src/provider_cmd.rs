@@ -317,6 +317,13 @@ async fn check_domain(
             }),
     )
     .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    findings.extend(pacc_proto::provider::check::certificate_findings(
+        &report, now,
+    ));
     findings.extend(pacc_proto::provider::check::obsolete_findings(
         &answers.into_iter().flatten().collect::<Vec<_>>(),
         &report.url,

@@ -1842,7 +1842,30 @@ async fn check_names_obsolete_shapes_and_odd_records() {
                 .contains("/.well-known/pacc.json")),
         "{old:?}"
     );
+    // A certificate that expires in 5 days is a warning.
+    let soon =
+        br#"{"protocols":{"imap":{"host":"imap.soon.test"}},"info":{"provider":{"name":"S"}}}"#;
+    let mut behaviour = Behaviour::new(Reply::json(soon.to_vec()));
+    behaviour.cert = pacc_testbed::CertKind::ValidForDays(5);
+    let _soon = tb
+        .https_host(&["ua-auto-config.soon.test"], behaviour)
+        .await
+        .unwrap();
+    tb.publish_txt("soon.test", &sha256_record(soon))
+        .await
+        .unwrap();
+    let soon = check("soon.test").await;
+    assert!(
+        soon.iter().any(|f| f["area"] == "certificate"
+            && f["verdict"] == "WARN"
+            && f["message"].as_str().unwrap().contains("expires in ")),
+        "{soon:?}"
+    );
     let under = check("under.test").await;
+    assert!(
+        !under.iter().any(|f| f["area"] == "certificate"),
+        "{under:?}"
+    );
     assert!(
         under
             .iter()

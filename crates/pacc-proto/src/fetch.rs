@@ -17,6 +17,9 @@ pub struct TlsInfo {
     pub version: String,
     /// Cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`.
     pub cipher: String,
+    /// When the server's certificate expires (Unix seconds), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_expires: Option<i64>,
 }
 
 /// A successful (HTTP 200) fetch.
@@ -45,6 +48,7 @@ impl FetchedBody {
             tls: TlsInfo {
                 version: "TLSv1.3".to_owned(),
                 cipher: "TLS13_AES_128_GCM_SHA256".to_owned(),
+                certificate_expires: None,
             },
             peer: "192.0.2.1:443".to_owned(),
         }

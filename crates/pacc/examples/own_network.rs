@@ -276,7 +276,11 @@ fn fetch(
         bytes: body,
         content_type: header("content-type"),
         content_encoding: header("content-encoding"),
-        tls: TlsInfo { version, cipher },
+        tls: TlsInfo {
+            version,
+            cipher,
+            certificate_expires: None,
+        },
         peer,
     })
 }

@@ -209,5 +209,10 @@ pub(crate) fn tls_info(session: &rustls::ClientConnection) -> pacc_proto::fetch:
             .negotiated_cipher_suite()
             .map(|s| format!("{:?}", s.suite()))
             .unwrap_or_default(),
+        certificate_expires: session
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .and_then(|der| x509_parser::parse_x509_certificate(der).ok())
+            .map(|(_, c)| c.validity().not_after.timestamp()),
     }
 }

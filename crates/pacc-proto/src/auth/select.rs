@@ -320,6 +320,7 @@ mod tests {
                     session: TlsInfo {
                         version: "TLSv1.3".into(),
                         cipher: "x".into(),
+                        certificate_expires: None,
                     },
                     certificate: None,
                 },

@@ -647,3 +647,28 @@ pub fn rotation_plan(
     );
     steps
 }
+
+/// A certificate that expires within 14 days of `now` (Unix seconds; the caller's clock,
+/// this crate has none) is a warning: the served document's, from the fetch.
+pub fn certificate_findings(report: &Report, now: i64) -> Vec<CheckFinding> {
+    let host = format!("ua-auto-config.{}", report.domain);
+    let mut out = Vec::new();
+    if let Some(expires) = report
+        .response
+        .as_ref()
+        .and_then(|r| r.tls.certificate_expires)
+    {
+        let days = (expires - now).div_euclid(86_400);
+        if days < 14 {
+            out.push(f(
+                Verdict::Warn,
+                "certificate",
+                format!("the certificate of {host} expires in {days} day(s)"),
+                Some(format!(
+                    "renew the certificate of {host} now (pacc serve presents the valid one that expires last)"
+                )),
+            ));
+        }
+    }
+    out
+}
