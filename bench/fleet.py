@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Fleet-check benchmark: `pacc check --all` over N customer domains of one hoster, on
+loopback (not a test; results in docs/benchmarks.md).
+
+    python3 bench/fleet.py [--domains 10000] [--jobs 64] [--write-doc]
+
+It builds the release binaries, writes a description with N domains (one document), has
+`pacc-bench-fleet` issue a certificate per domain and publish every address and digest in
+the testbed DNS, runs `pacc serve` for all of them on one loopback address, then times
+`pacc check --all` (discovery, digest, document and obsolete-shape checks per domain; no
+probes) and prints wall time, domains per second, failures and the peak RSS of the checking
+pacc process (GNU time). Everything runs on 127.0.0.0/8 and is stopped afterwards.
+"""
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_ip():
+    for b in range(2, 250):
+        ip = f"127.77.{b}.9"
+        s = socket.socket()
+        try:
+            s.bind((ip, 443))
+            return ip
+        except OSError:
+            continue
+        finally:
+            s.close()
+    sys.exit("no free loopback address for port 443")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--domains", type=int, default=10000)
+    ap.add_argument("--jobs", type=int, default=64)
+    ap.add_argument("--write-doc", action="store_true")
+    args = ap.parse_args()
+    print("building release binaries…", file=sys.stderr)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "pacc-cli", "-p", "pacc-testbed", "--bin", "pacc", "--bin", "pacc-bench-fleet"], cwd=ROOT, check=True)
+    pacc = os.path.join(ROOT, "target/release/pacc")
+    work = tempfile.mkdtemp(prefix="pacc-fleet-")
+    domains = [f"c{i:05}.fleet.bench" for i in range(args.domains)]
+    desc = os.path.join(work, "provider.toml")
+    with open(desc, "w") as f:
+        f.write("[[document]]\ndomains = [" + ", ".join(f'"{d}"' for d in domains) + "]\npassword = true\n")
+        f.write('[document.services]\nimap = "imap.hoster.bench"\nsubmit = "smtp.hoster.bench"\n[document.provider]\nname = "Hoster"\n\n[serve]\ncert_dir = "certs"\n')
+    render = json.loads(subprocess.run([pacc, "render", desc, "--json"], capture_output=True, check=True).stdout)
+    record = render["publications"][0]["txt"][0]
+    ip = free_ip()
+    t = time.perf_counter()
+    fleet = subprocess.Popen([os.path.join(ROOT, "target/release/pacc-bench-fleet"), "--dir", work, "--domains", str(args.domains), "--serve-ip", ip, "--record", record], stdout=subprocess.PIPE, text=True)
+    serve = None
+    try:
+        ready = fleet.stdout.readline().split()
+        if not ready or ready[0] != "READY":
+            sys.exit("the fleet did not start")
+        dns, ca = ready[1], ready[2]
+        setup_s = time.perf_counter() - t
+        serve = subprocess.Popen([pacc, "serve", desc, "--listen", f"{ip}:443"], stderr=subprocess.DEVNULL)
+        for _ in range(600):
+            try:
+                socket.create_connection((ip, 443), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        rss_file = os.path.join(work, "rss")
+        t = time.perf_counter()
+        out = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss_file, pacc, "check", "--all", desc, "--no-probe", "--jobs", str(args.jobs), "--dns", dns, "--ca-file", ca, "--json", "--timeout", "30"], capture_output=True, text=True)
+        wall = time.perf_counter() - t
+        lines = [json.loads(l) for l in out.stdout.splitlines() if l.strip()]
+        summary = lines[-1]["summary"]
+        rss = int(open(rss_file).read().split()[-1])
+        rows = [
+            f"domains {summary['domains']}  ok {summary['ok']}  failed {summary['failed']}  warned {summary['warned']}",
+            f"wall {wall:.2f} s  {summary['domains'] / wall:.0f} domains/s  (pacc's own figure: {summary['domains_per_second']})",
+            f"--jobs {args.jobs}  peak RSS of the checking pacc {rss / 1024:.1f} MB",
+            f"(setup: {args.domains} certificates and DNS records in {setup_s:.1f} s)",
+        ]
+        print("\n".join(rows))
+        if args.write_doc:
+            with open(os.path.join(ROOT, "docs/benchmarks.md"), "a") as f:
+                f.write(f"\n### {time.strftime('%Y-%m-%d')}: `python3 bench/fleet.py --domains {args.domains} --jobs {args.jobs}`\n\n```text\n" + "\n".join(rows) + "\n```\n")
+    finally:
+        for p in (serve, fleet):
+            if p:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        subprocess.run(["rm", "-rf", work])
+
+
+if __name__ == "__main__":
+    main()
