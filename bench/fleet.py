@@ -79,12 +79,19 @@ def main():
         lines = [json.loads(l) for l in out.stdout.splitlines() if l.strip()]
         summary = lines[-1]["summary"]
         rss = int(open(rss_file).read().split()[-1])
+        reasons = {}
+        for l in lines[:-1]:
+            for f in l.get("findings", []):
+                if f["verdict"] == "FAIL":
+                    key = f["area"] + ": " + " ".join(f["message"].split()[:8])
+                    reasons[key] = reasons.get(key, 0) + 1
+        top = sorted(reasons.items(), key=lambda kv: -kv[1])[:3]
         rows = [
             f"domains {summary['domains']}  ok {summary['ok']}  failed {summary['failed']}  warned {summary['warned']}",
             f"wall {wall:.2f} s  {summary['domains'] / wall:.0f} domains/s  (pacc's own figure: {summary['domains_per_second']})",
             f"--jobs {args.jobs}  peak RSS of the checking pacc {rss / 1024:.1f} MB",
             f"(setup: {args.domains} certificates and DNS records in {setup_s:.1f} s)",
-        ]
+        ] + [f"failures: {n} x {k}…" for k, n in top]
         print("\n".join(rows))
         if args.write_doc:
             with open(os.path.join(ROOT, "docs/benchmarks.md"), "a") as f:
