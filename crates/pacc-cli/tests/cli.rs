@@ -523,12 +523,7 @@ async fn serve_reload_check_and_render_as_processes() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect((ip, 443)).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_for_port(ip, 443).await;
     let (code, v) = discover_json(&tb, "u@served.test").await;
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["config"]["info"]["provider"]["name"], "Served One");
@@ -676,6 +671,16 @@ async fn serve_reload_check_and_render_as_processes() {
     ])
     .await;
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// Wait (at most 5 s) until something listens on `ip:port`.
+async fn wait_for_port(ip: std::net::Ipv4Addr, port: u16) {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect((ip, port)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 async fn pacc_stdin(args: &[&str], input: &str) -> Output {
@@ -1656,12 +1661,7 @@ async fn serve_uses_the_systemd_credentials_directory() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect((ip, 443)).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_for_port(ip, 443).await;
     let (code, v) = discover_json(&tb, "u@cred.test").await;
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["config"]["info"]["provider"]["name"], "Credentials");
