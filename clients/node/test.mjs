@@ -60,3 +60,22 @@ test("cancel by request id ends a stalled discovery at once", async (t) => {
   assert.equal(e?.code, -32800);
   assert.ok(Date.now() - started < 5000, "well before the 10 s deadline");
 });
+
+test("cancel by request id ends a stalled setup.start and frees its session", async (t) => {
+  const rpc = server(t);
+  const started = Date.now();
+  const { id, result } = rpc.send("setup.start", { address: env.PACC_STALL });
+  const outcome = result.then(
+    (r) => ({ r }),
+    (e) => ({ e }),
+  );
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(await rpc.call("cancel", { id }), { cancelled: true });
+  const { e } = await outcome;
+  assert.equal(e?.code, -32800, "the request itself answers cancelled");
+  assert.ok(Date.now() - started < 5000);
+  const session = rpc.notifications.find((n) => n.params?.session)?.params.session;
+  assert.ok(session, "progress named the session");
+  // Nothing is left busy: the session is gone.
+  await assert.rejects(rpc.call("setup.close", { session }), (err) => err.code === -32003);
+});

@@ -107,6 +107,9 @@ struct Server {
     sessions: Mutex<HashMap<String, Slot>>,
     /// Running requests that `cancel` can stop: request id → abort handle.
     running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    /// Running request id → the setup session it works on: cancelling such a request
+    /// cancels the session's step (which then answers -32800 itself and frees the session).
+    request_session: Mutex<HashMap<String, String>>,
     next: std::sync::atomic::AtomicU64,
 }
 
@@ -128,6 +131,7 @@ pub async fn serve(client: Client) -> u8 {
         out,
         sessions: Mutex::new(HashMap::new()),
         running: Mutex::new(HashMap::new()),
+        request_session: Mutex::new(HashMap::new()),
         next: std::sync::atomic::AtomicU64::new(1),
     });
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
@@ -171,9 +175,21 @@ pub async fn serve(client: Client) -> u8 {
         let s = server.clone();
         let id = request.get("id").cloned().unwrap_or(Value::Null);
         let key = id.to_string();
+        if let Some(session) = request
+            .get("params")
+            .and_then(|p| p.get("session"))
+            .and_then(Value::as_str)
+            && let Ok(mut m) = server.request_session.lock()
+        {
+            m.insert(key.clone(), session.to_owned());
+        }
         let handle = tasks.spawn(async move {
             let (id, result) = s.handle(request).await;
             s.running.lock().map(|mut r| r.remove(&id.to_string())).ok();
+            s.request_session
+                .lock()
+                .map(|mut r| r.remove(&id.to_string()))
+                .ok();
             if !id.is_null() {
                 s.reply(id, result);
             }
@@ -278,7 +294,7 @@ impl Server {
                 .map_err(|e| RpcError::new(code::INVALID_REQUEST, e.to_string())),
             "discover" => self.discover(&params).await,
             "probe" => self.probe(&params).await,
-            "setup.start" => self.setup_start(&params).await,
+            "setup.start" => self.setup_start(&params, &id.to_string()).await,
             "setup.confirm" => self.setup_confirm(&params),
             "setup.authorize" => self.setup_authorize(&params).await,
             "setup.sign_in" => self.setup_sign_in(&params).await,
@@ -339,7 +355,11 @@ impl Server {
         )))
     }
 
-    async fn setup_start(self: &Arc<Self>, params: &Value) -> Result<Value, RpcError> {
+    async fn setup_start(
+        self: &Arc<Self>,
+        params: &Value,
+        request: &str,
+    ) -> Result<Value, RpcError> {
         let address = address(params)?;
         let policy = match params.get("auth").and_then(Value::as_str).unwrap_or("auto") {
             "auto" => AuthPolicy::Auto,
@@ -364,6 +384,9 @@ impl Server {
             },
         );
         let cancel = session.cancel_handle();
+        if let Ok(mut m) = self.request_session.lock() {
+            m.insert(request.to_owned(), id.clone());
+        }
         self.lock_sessions().insert(
             id.clone(),
             Slot {
@@ -571,6 +594,19 @@ impl Server {
         }
         if let Some(request) = params.get("id") {
             let key = request.to_string();
+            // A request on a setup session: cancel the session's step; it answers -32800
+            // itself and leaves nothing busy.
+            let session = self
+                .request_session
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&key).cloned());
+            if let Some(session) = session
+                && let Some(slot) = self.lock_sessions().get(&session)
+            {
+                slot.cancel.cancel();
+                return Ok(json!({"cancelled": true}));
+            }
             let handle = self.running.lock().ok().and_then(|mut r| r.remove(&key));
             return match handle {
                 Some(h) => {
