@@ -663,64 +663,76 @@ impl AuthServer {
         options: &AuthOptions,
     ) -> Result<Self, TestbedError> {
         use tokio::io::AsyncBufReadExt as _;
-        let ip = addr::free_ip(&[443]).await.map_err(TestbedError::Bind)?;
-        publish(tb, &[host], ip).await?;
-        let dir = scratch("pacc-oidc-")?;
-        let (crt, key) = cert_files(tb, dir.path(), &[host])?;
-        let users: serde_json_lite::Users = USERS;
-        let issuer = format!("https://{host}");
-        let mut cmd = tokio::process::Command::new("node");
-        cmd.arg(oidc_dir().join("server.mjs"))
-            .current_dir(oidc_dir())
-            .env("ISSUER", &issuer)
-            .env("HOST", ip.to_string())
-            .env("PORT", "443")
-            .env("TLS_CERT", &crt)
-            .env("TLS_KEY", &key)
-            .env("USERS", serde_json_lite::users_json(users))
-            .env("ACCESS_TTL", access_ttl.to_string())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .kill_on_drop(true);
-        if let Some(p) = pubkey_out {
-            cmd.env("PUBKEY_OUT", p);
-        }
-        if let Some(r) = &options.protected_resources {
-            let list: Vec<String> = r.iter().map(|u| format!("\"{u}\"")).collect();
-            cmd.env("PROTECTED_RESOURCES", format!("[{}]", list.join(",")));
-        }
-        if let Some(t) = &options.token_type {
-            cmd.env("TOKEN_TYPE", t);
-        }
-        let mut child = cmd.spawn().map_err(TestbedError::Io)?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| TestbedError::Peer("no stdout".into()))?;
-        let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(20), async {
-            while let Ok(Some(l)) = lines.next_line().await {
-                if l.starts_with("READY") {
-                    return true;
-                }
+        // Node can be slow to start on a loaded machine, and an address picked as free can
+        // be taken by a parallel test before node binds it: wait generously, and try a
+        // fresh address once more if it exits or stays silent.
+        let mut last = String::new();
+        for _attempt in 0..2 {
+            let ip = addr::free_ip(&[443]).await.map_err(TestbedError::Bind)?;
+            publish(tb, &[host], ip).await?;
+            let dir = scratch("pacc-oidc-")?;
+            let (crt, key) = cert_files(tb, dir.path(), &[host])?;
+            let users: serde_json_lite::Users = USERS;
+            let issuer = format!("https://{host}");
+            let mut cmd = tokio::process::Command::new("node");
+            cmd.arg(oidc_dir().join("server.mjs"))
+                .current_dir(oidc_dir())
+                .env("ISSUER", &issuer)
+                .env("HOST", ip.to_string())
+                .env("PORT", "443")
+                .env("TLS_CERT", &crt)
+                .env("TLS_KEY", &key)
+                .env("USERS", serde_json_lite::users_json(users))
+                .env("ACCESS_TTL", access_ttl.to_string())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::inherit())
+                .kill_on_drop(true);
+            if let Some(p) = pubkey_out {
+                cmd.env("PUBKEY_OUT", p);
             }
-            false
-        })
-        .await
-        .unwrap_or(false);
-        if !ready {
-            return Err(TestbedError::Peer(
-                "the authorization server did not start".into(),
-            ));
+            if let Some(r) = &options.protected_resources {
+                let list: Vec<String> = r.iter().map(|u| format!("\"{u}\"")).collect();
+                cmd.env("PROTECTED_RESOURCES", format!("[{}]", list.join(",")));
+            }
+            if let Some(t) = &options.token_type {
+                cmd.env("TOKEN_TYPE", t);
+            }
+            let mut child = cmd.spawn().map_err(TestbedError::Io)?;
+            let stdout = child
+                .stdout
+                .take()
+                .ok_or_else(|| TestbedError::Peer("no stdout".into()))?;
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            let ready = tokio::time::timeout(Duration::from_secs(60), async {
+                while let Ok(Some(l)) = lines.next_line().await {
+                    if l.starts_with("READY") {
+                        return true;
+                    }
+                }
+                false
+            })
+            .await
+            .unwrap_or(false);
+            if !ready {
+                last = match child.try_wait() {
+                    Ok(Some(status)) => format!("node exited ({status})"),
+                    _ => "no READY within 60 s".to_owned(),
+                };
+                let _ = child.kill().await;
+                continue;
+            }
+            // Keep draining its log so it never blocks on a full pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return Ok(AuthServer {
+                ip,
+                issuer,
+                _child: child,
+                _dir: dir,
+            });
         }
-        // Keep draining its log so it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(AuthServer {
-            ip,
-            issuer,
-            _child: child,
-            _dir: dir,
-        })
+        Err(TestbedError::Peer(format!(
+            "the authorization server did not start: {last}"
+        )))
     }
 
     /// Its address.
