@@ -102,18 +102,14 @@ fn fit(line: String, width: Option<usize>) -> String {
     }
 }
 
-/// The column width of the targets (at most 40, less on a narrow terminal).
-fn target_width(probes: &[&ServiceProbe], width: Option<usize>) -> usize {
-    let longest = probes
-        .iter()
-        .map(|p| p.target.chars().count())
-        .max()
-        .unwrap_or(6);
+/// The column width of the targets: the longest of `targets` (character counts), at
+/// most 40, 30 on a narrow terminal.
+fn target_width(targets: impl Iterator<Item = usize>, width: Option<usize>) -> usize {
     let cap = match width {
         Some(w) if w < 120 => 30,
         _ => 40,
     };
-    longest.clamp(6, cap)
+    targets.max().unwrap_or(6).clamp(6, cap)
 }
 
 fn row(p: &ServiceProbe, tw: usize, width: Option<usize>) -> String {
@@ -178,7 +174,10 @@ fn in_document_order<'a>(
 
 impl fmt::Display for Table<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tw = target_width(&self.probes, self.width);
+        let tw = target_width(
+            self.probes.iter().map(|p| p.target.chars().count()),
+            self.width,
+        );
         writeln!(
             f,
             "{}",
@@ -229,24 +228,15 @@ impl LiveTable {
         use indicatif::{ProgressBar, ProgressStyle};
         let multi =
             indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr());
-        let longest = config
-            .protocols
-            .iter()
-            .map(|s| match &s.endpoint {
+        // The targets as the probes will name them (`host:port`, or the URL).
+        let tw = target_width(
+            config.protocols.iter().map(|s| match &s.endpoint {
                 pacc_proto::document::Endpoint::Host { host, port, .. } => {
                     format!("{host}:{port}").chars().count()
                 }
                 pacc_proto::document::Endpoint::Url { url } => url.to_string().chars().count(),
-            })
-            .max()
-            .unwrap_or(6);
-        let tw = longest.clamp(
-            6,
-            if width.is_some_and(|w| w < 120) {
-                30
-            } else {
-                40
-            },
+            }),
+            width,
         );
         let style = ProgressStyle::with_template("{spinner} {wide_msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner());

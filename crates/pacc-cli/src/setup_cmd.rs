@@ -611,10 +611,7 @@ pub(crate) fn print_human(
                     v.service.label(),
                     escape_for_terminal(&v.target),
                     escape_for_terminal(message),
-                    serde_json::to_value(class)
-                        .ok()
-                        .and_then(|c| c.as_str().map(str::to_owned))
-                        .unwrap_or_default()
+                    class.name()
                 );
             }
             ValidationOutcome::NotSent { reason } => println!(

@@ -38,6 +38,8 @@ pub(crate) struct Dns {
     resolver: TokioResolver,
     /// The servers asked (for the reachability check).
     servers: Vec<std::net::SocketAddr>,
+    /// A server answered the reachability check once: later discoveries skip it.
+    reached: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Dns {
@@ -87,15 +89,24 @@ impl Dns {
             .with_options(opts)
             .build()
             .map_err(|e| ClientError::Resolver(e.to_string()))?;
-        Ok(Dns { resolver, servers })
+        Ok(Dns {
+            resolver,
+            servers,
+            reached: std::sync::Arc::default(),
+        })
     }
 
     /// Resolves only when no configured server can be reached at all: each is sent one
     /// small question (the root's NS) on a connected UDP socket, so an ICMP "port
     /// unreachable" or a missing route comes back as an error at once. A server that
     /// answers, or stays silent, keeps this pending for ever (silence is the deadline's).
+    /// Once a server has answered, the client does not ask again.
     pub(crate) async fn unreachable(&self) -> String {
         use futures_util::StreamExt as _;
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.reached.load(Relaxed) {
+            return std::future::pending().await;
+        }
         if self.servers.is_empty() {
             return "no DNS server is configured".to_owned();
         }
@@ -128,8 +139,11 @@ impl Dns {
         let mut errors = Vec::new();
         while let Some(r) = tries.next().await {
             match r {
-                // One server answers: never resolve.
-                None => std::future::pending::<()>().await,
+                // One server answers: never resolve, and never ask again.
+                None => {
+                    self.reached.store(true, Relaxed);
+                    std::future::pending::<()>().await
+                }
                 Some(e) => errors.push(e),
             }
         }

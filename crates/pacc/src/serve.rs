@@ -521,11 +521,12 @@ fn load_cert_dir(dir: &Path) -> Result<Vec<Candidate>, ServeError> {
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&path)
             .and_then(|i| i.collect())
             .map_err(|e| ServeError::Certificate(format!("{}: {e}", path.display())))?;
-        let Some(leaf) = chain.first() else { continue };
+        if chain.is_empty() {
+            continue;
+        }
         let key = PrivateKeyDer::from_pem_file(&path).map_err(|e| {
             ServeError::Certificate(format!("{}: no private key: {e}", path.display()))
         })?;
-        let _ = leaf;
         let k = certified(chain, key, &path.display().to_string())?;
         out.push(Candidate::new(k, path.display().to_string()));
     }

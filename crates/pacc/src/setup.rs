@@ -944,11 +944,11 @@ impl Confirmed {
         let events = p.core.events.clone();
         let device = matches!(how, Authorization::Device { .. })
             && meta.device_authorization_endpoint.is_some();
+        let wait = match how {
+            Authorization::Device { wait } | Authorization::Browser { wait } => wait,
+            Authorization::NoWait => Duration::ZERO,
+        };
         let result = if device {
-            let wait = match how {
-                Authorization::Device { wait } | Authorization::Browser { wait } => wait,
-                Authorization::NoWait => Duration::ZERO,
-            };
             let show = |d: &DeviceAuthorization| {
                 let _ = events.send(Event::DeviceCode {
                     verification_uri: d.verification_uri.clone(),
@@ -969,10 +969,6 @@ impl Confirmed {
                 )
                 .await
         } else {
-            let wait = match how {
-                Authorization::Device { wait } | Authorization::Browser { wait } => wait,
-                Authorization::NoWait => Duration::ZERO,
-            };
             let waiting = how != Authorization::NoWait;
             let open = |url: &str| {
                 let _ = events.send(Event::OpenUrl {
