@@ -15,20 +15,9 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn validator_available() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import jsonschema, referencing"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("SKIPPED: needs python3 with jsonschema (.ci/run installs it)");
-    }
-    ok
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_command_output_matches_its_schema() {
-    if !validator_available() {
+    if !pacc_testbed::peers::python_with(&["jsonschema", "referencing"]) {
         return;
     }
     let Some(p) = Provider::start().await.unwrap() else {

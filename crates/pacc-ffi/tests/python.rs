@@ -29,20 +29,9 @@ fn library() -> PathBuf {
         .unwrap_or_else(|| panic!("{name} was not built next to {}", exe.display()))
 }
 
-fn python_with_pytest() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import pytest"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("SKIPPED: needs python3 with pytest (.ci/run installs them)");
-    }
-    ok
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_python_binding_sets_up_an_account() {
-    if !python_with_pytest() {
+    if !pacc_testbed::peers::python_with(&["pytest"]) {
         return;
     }
     let Some(p) = Provider::start().await.unwrap() else {

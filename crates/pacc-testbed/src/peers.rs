@@ -28,6 +28,25 @@ pub fn expired_accounts() -> bool {
     Path::new("/usr/lib/dovecot/modules/auth/libauthdb_lua.so").exists()
 }
 
+/// Whether `python3` can import every one of `modules` (for the tests driven from Python);
+/// says SKIPPED on stderr when not.
+pub fn python_with(modules: &[&str]) -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", &format!("import {}", modules.join(", "))])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!(
+                "SKIPPED: needs python3 with {} (.ci/run installs them)",
+                modules.join(", ")
+            );
+        }
+    }
+    ok
+}
+
 /// Whether `program` is installed (in PATH or at an absolute path).
 pub fn available(program: &str) -> bool {
     if program.starts_with('/') {
