@@ -5,7 +5,7 @@ pub mod check;
 pub mod description;
 pub mod render;
 
-pub use description::{Description, DescriptionError, DocumentSpec};
+pub use description::{AcmeSpec, Description, DescriptionError, DocumentSpec, EabKey};
 
 #[cfg(test)]
 mod tests;

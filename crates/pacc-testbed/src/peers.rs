@@ -907,3 +907,99 @@ impl SecretService {
         std::fs::read_to_string(self._dir.path().join("gnome-keyring.log")).unwrap_or_default()
     }
 }
+
+/// Pebble, the ACME test CA (Debian package `pebble`): its ACME API on port 14000 of its own
+/// address (HTTPS with a certificate from the testbed CA), its management API on 15000,
+/// resolving names through the testbed DNS and validating TLS-ALPN-01 on `tls_port` of
+/// whatever address a name resolves to. Nonces are never rejected at random and
+/// validation does not sleep, so tests are quick and repeatable.
+pub struct Pebble {
+    ip: Ipv4Addr,
+    dir: tempfile::TempDir,
+    _child: tokio::process::Child,
+}
+
+/// How a [`Pebble`] is set up.
+#[derive(Debug, Clone, Default)]
+pub struct PebbleOptions {
+    /// The port TLS-ALPN-01 validations connect to.
+    pub tls_port: u16,
+    /// The lifetime of issued certificates (Pebble's default is five years).
+    pub validity_secs: Option<u64>,
+    /// Require External Account Binding with this key id and base64url MAC key.
+    pub eab: Option<(String, String)>,
+}
+
+impl Pebble {
+    /// Start Pebble with `options`.
+    pub async fn start(tb: &Testbed, options: &PebbleOptions) -> Result<Self, TestbedError> {
+        let ip = addr::free_ip(&[14000, 15000])
+            .await
+            .map_err(TestbedError::Bind)?;
+        let dir = scratch("pacc-pebble-")?;
+        let d = dir.path();
+        let (crt, key) = cert_files(tb, d, &[&ip.to_string()])?;
+        write(&d.join("ca.pem"), tb.ca.cert_pem())?;
+        let mut pebble = serde_json::json!({
+            "listenAddress": format!("{ip}:14000"),
+            "managementListenAddress": format!("{ip}:15000"),
+            "certificate": crt,
+            "privateKey": key,
+            "httpPort": 5002,
+            "tlsPort": options.tls_port,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": options.eab.is_some(),
+        });
+        if let Some(v) = options.validity_secs {
+            pebble["certificateValidityPeriod"] = v.into();
+        }
+        if let Some((kid, mac)) = &options.eab {
+            pebble["externalAccountMACKeys"] = serde_json::json!({ kid: mac });
+        }
+        write(
+            &d.join("pebble.json"),
+            &serde_json::json!({ "pebble": pebble }).to_string(),
+        )?;
+        let log_path = d.join("pebble.log");
+        let log = std::fs::File::create(&log_path).map_err(TestbedError::Io)?;
+        let child = tokio::process::Command::new("pebble")
+            .arg("-config")
+            .arg(d.join("pebble.json"))
+            .arg("-dnsserver")
+            .arg(tb.dns.addr().to_string())
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .stdout(log.try_clone().map_err(TestbedError::Io)?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(TestbedError::Io)?;
+        let me = Pebble {
+            ip,
+            dir,
+            _child: child,
+        };
+        wait_ports(ip, &[14000, 15000], "pebble", &log_path).await?;
+        Ok(me)
+    }
+
+    /// The ACME directory URL.
+    pub fn directory(&self) -> String {
+        format!("https://{}:14000/dir", self.ip)
+    }
+
+    /// A PEM file with the CA that Pebble's own HTTPS certificate chains to.
+    pub fn api_ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// The management API's address (`/roots/0`, `/intermediates/0`).
+    pub fn management(&self) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(self.ip), 15000)
+    }
+
+    /// What Pebble logged so far (to explain a failed test).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
+    }
+}

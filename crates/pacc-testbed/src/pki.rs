@@ -33,7 +33,8 @@ pub enum CertKind {
     SelfSigned,
     /// For the right names by the testbed CA, expired yesterday.
     Expired,
-    /// For the right names by the testbed CA, valid for this many more days.
+    /// For the right names by the testbed CA, valid for this many more days: the end of a
+    /// certificate issued 80 days ago (so one with a few days left is due for renewal).
     ValidForDays(i64),
 }
 
@@ -100,7 +101,7 @@ impl TestCa {
             params.not_before = now - Duration::days(30);
             params.not_after = now - Duration::days(1);
         } else if let CertKind::ValidForDays(days) = kind {
-            params.not_before = now - Duration::days(1);
+            params.not_before = now - Duration::days(80);
             params.not_after = now + Duration::days(days);
         } else {
             params.not_before = now - Duration::days(1);

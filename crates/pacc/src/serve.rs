@@ -9,7 +9,10 @@
 //! the old one serving when the new one is broken; requests in flight finish on the state
 //! they started with.
 
-use std::collections::HashMap;
+#[cfg(feature = "acme")]
+mod acme;
+
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -26,8 +29,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use pacc_proto::digest::Algorithm;
 use pacc_proto::discovery::WELL_KNOWN_PATH;
-use pacc_proto::provider::Description;
 use pacc_proto::provider::render::render;
+use pacc_proto::provider::{AcmeSpec, Description, EabKey};
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -101,12 +104,21 @@ struct Counters {
     handshake_failures: std::sync::Mutex<HashMap<&'static str, u64>>,
     reloads_ok: std::sync::atomic::AtomicU64,
     reloads_failed: std::sync::atomic::AtomicU64,
+    /// result → ACME orders (`valid`, `failed`).
+    acme_orders: std::sync::Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Counters {
     fn request(&self, status: u16, host: &str) {
         if let Ok(mut m) = self.requests.lock() {
             *m.entry((status, host.to_owned())).or_insert(0) += 1;
+        }
+    }
+
+    #[cfg_attr(not(feature = "acme"), allow(dead_code))]
+    fn acme_order(&self, result: &'static str) {
+        if let Ok(mut m) = self.acme_orders.lock() {
+            *m.entry(result).or_insert(0) += 1;
         }
     }
 
@@ -190,6 +202,20 @@ impl Metrics {
             "pacc_serve_reloads_total{{result=\"refused\"}} {}",
             self.counters.reloads_failed.load(Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP pacc_serve_acme_orders_total ACME orders placed, by result (valid: a certificate was issued; failed: the order or a challenge failed)."
+        );
+        let _ = writeln!(out, "# TYPE pacc_serve_acme_orders_total counter");
+        if let Ok(m) = self.counters.acme_orders.lock() {
+            for result in ["valid", "failed"] {
+                let _ = writeln!(
+                    out,
+                    "pacc_serve_acme_orders_total{{result=\"{result}\"}} {}",
+                    m.get(result).copied().unwrap_or(0)
+                );
+            }
+        }
         if let Ok(state) = self.state.read() {
             let _ = writeln!(
                 out,
@@ -217,23 +243,114 @@ impl Metrics {
 }
 
 /// Everything one version of the description serves.
+#[derive(Clone)]
 struct State {
     by_host: HashMap<String, Arc<Served>>,
     certs: HashMap<String, Arc<CertifiedKey>>,
     /// For clients that send no SNI (or an IP address): the first document's certificate,
     /// as a web server's default virtual host would.
     default_cert: Option<Arc<CertifiedKey>>,
+    /// The host whose certificate is the default one.
+    default_host: Option<String>,
     domains: usize,
-    /// Certificates that expire soon, and other things the operator should know.
-    warnings: Vec<String>,
+    /// Per host: a certificate that expires soon, and other things the operator should know.
+    warnings: BTreeMap<String, String>,
     /// Every certificate loaded, for names no document serves.
-    others: Vec<Candidate>,
+    others: Candidates,
     /// The expiry (Unix seconds) of the certificate presented for each host.
     expiry: HashMap<String, i64>,
+    /// `[acme]`: the settings and, per domain, the names its certificate must cover.
+    acme: Option<Arc<AcmePlan>>,
+}
+
+/// What the ACME manager works from: the `[acme]` settings with paths resolved against the
+/// description's directory, and every domain with the names its certificate covers
+/// (`ua-auto-config.<domain>`, and `mta-sts.<domain>` where a policy is served).
+#[derive(Debug)]
+#[cfg_attr(not(feature = "acme"), allow(dead_code))]
+struct AcmePlan {
+    spec: AcmeSpec,
+    storage: PathBuf,
+    ca_file: Option<PathBuf>,
+    eab_key_file: Option<PathBuf>,
+    domains: Vec<(String, Vec<String>)>,
+}
+
+impl AcmePlan {
+    /// Where issued certificates are kept (one PEM file per domain, chain and key).
+    fn cert_dir(storage: &Path) -> PathBuf {
+        storage.join("certs")
+    }
+}
+
+/// Every certificate `serve` may present, indexed by the names they cover.
+#[derive(Clone, Default)]
+struct Candidates {
+    list: Vec<Candidate>,
+    /// name (or `*.parent` for a wildcard) → indices into `list`.
+    by_name: HashMap<String, Vec<usize>>,
+}
+
+impl Candidates {
+    fn push(&mut self, c: Candidate) {
+        let i = self.list.len();
+        for n in &c.names {
+            let v = self.by_name.entry(n.clone()).or_default();
+            if !v.contains(&i) {
+                v.push(i);
+            }
+        }
+        self.list.push(c);
+    }
+
+    fn get(&self, i: usize) -> &Candidate {
+        &self.list[i]
+    }
+
+    /// Every candidate naming `host` exactly or by a wildcard one label up.
+    fn covering<'a>(&'a self, host: &str) -> impl Iterator<Item = &'a Candidate> + 'a {
+        let wildcard = host
+            .split_once('.')
+            .filter(|(label, _)| !label.is_empty())
+            .map(|(_, parent)| format!("*.{parent}"));
+        let exact = self.by_name.get(host).into_iter().flatten();
+        let wild = wildcard
+            .and_then(|w| self.by_name.get(&w))
+            .into_iter()
+            .flatten();
+        let mut seen = Vec::new();
+        exact
+            .chain(wild)
+            .filter(move |i| {
+                let new = !seen.contains(*i);
+                seen.push(**i);
+                new
+            })
+            .map(|i| &self.list[*i])
+    }
+
+    /// The certificate to present for `host`: among those covering it, the one valid now
+    /// with the latest expiry.
+    fn best(&self, host: &str, now: i64) -> Option<&Candidate> {
+        self.covering(host)
+            .filter(|c| c.valid_at(now))
+            .max_by_key(|c| c.not_after)
+    }
+
+    /// The same set with every candidate loaded from `source` replaced by `c`.
+    fn replacing(&self, c: Candidate) -> Candidates {
+        let mut out = Candidates::default();
+        for old in self.list.iter().filter(|o| o.source != c.source) {
+            out.push(old.clone());
+        }
+        out.push(c);
+        out
+    }
 }
 
 /// A certificate `serve` may present: its key, the names it covers, its validity, and
 /// where it came from (for messages).
+#[derive(Clone)]
 struct Candidate {
     key: Arc<CertifiedKey>,
     names: Vec<String>,
@@ -300,15 +417,6 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// The certificate to present for `host`: among those covering it, the one valid now with
-/// the latest expiry.
-fn best<'a>(candidates: &'a [Candidate], host: &str, now: i64) -> Option<&'a Candidate> {
-    candidates
-        .iter()
-        .filter(|c| c.covers(host) && c.valid_at(now))
-        .max_by_key(|c| c.not_after)
-}
-
 impl State {
     fn load(path: &Path, cert_dir_override: Option<&Path>) -> Result<State, ServeError> {
         let text = std::fs::read_to_string(path)
@@ -322,14 +430,20 @@ impl State {
                     .join("\n"),
             )
         })?;
+        #[cfg(not(feature = "acme"))]
+        if desc.acme.is_some() {
+            return Err(ServeError::Description(format!(
+                "{}: [acme] needs a pacc built with the `acme` feature",
+                path.display()
+            )));
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         let mut by_host = HashMap::new();
-        let mut certs = HashMap::new();
-        let mut candidates: Vec<Candidate> = Vec::new();
+        let mut candidates = Candidates::default();
         // Hosts whose group names a [document.tls] pair, and that pair's index.
         let mut pair_hosts: Vec<(String, usize)> = Vec::new();
-        let mut expiry = HashMap::new();
         let mut domains = 0;
+        let mut acme_domains = Vec::new();
         for spec in &desc.documents {
             let bytes = Bytes::from(render(spec));
             let etag = format!(
@@ -365,20 +479,24 @@ impl State {
                 )),
                 None => None,
             };
+            let index = candidates.list.len();
             for d in &spec.domains {
                 domains += 1;
                 let host = format!("ua-auto-config.{d}");
+                let mut names = vec![host.clone()];
                 by_host.insert(host.clone(), doc.clone());
                 if pair.is_some() {
-                    pair_hosts.push((host.clone(), candidates.len()));
+                    pair_hosts.push((host.clone(), index));
                 }
                 if let Some(p) = &policy {
                     let host = format!("mta-sts.{d}");
                     by_host.insert(host.clone(), p.clone());
+                    names.push(host.clone());
                     if pair.is_some() {
-                        pair_hosts.push((host, candidates.len()));
+                        pair_hosts.push((host, index));
                     }
                 }
+                acme_domains.push((d.to_string(), names));
             }
             if let Some(c) = pair {
                 candidates.push(c);
@@ -388,23 +506,45 @@ impl State {
             .map(Path::to_path_buf)
             .or_else(|| desc.cert_dir.as_ref().map(|d| base.join(d)));
         if let Some(dir) = dir {
-            candidates.extend(load_cert_dir(&dir)?);
+            for c in load_cert_dir(&dir)? {
+                candidates.push(c);
+            }
+        }
+        let acme = desc.acme.as_ref().map(|spec| {
+            let storage = base.join(&spec.storage);
+            Arc::new(AcmePlan {
+                spec: spec.clone(),
+                ca_file: spec.ca_file.as_ref().map(|f| base.join(f)),
+                eab_key_file: spec.eab.as_ref().and_then(|(_, k)| match k {
+                    EabKey::File(f) => Some(base.join(f)),
+                    EabKey::Inline(_) => None,
+                }),
+                storage,
+                domains: acme_domains,
+            })
+        });
+        // Certificates issued earlier are served at once, before the CA is asked anything.
+        if let Some(plan) = &acme {
+            let issued = AcmePlan::cert_dir(&plan.storage);
+            if issued.is_dir() {
+                for c in load_cert_dir(&issued)? {
+                    candidates.push(c);
+                }
+            }
         }
         // Every host must get a certificate that covers it and is valid now; among several,
         // the latest expiry wins (a renewal beside the old file takes over by itself).
         let now = unix_now();
-        let mut warnings = Vec::new();
         for (host, i) in &pair_hosts {
-            let pair = &candidates[*i];
-            if !pair.covers(host) && best(&candidates, host, now).is_none() {
+            let pair = candidates.get(*i);
+            if !pair.covers(host) && candidates.best(host, now).is_none() {
                 return Err(ServeError::Certificate(format!(
                     "{} does not cover {host} (it names {}), and no other certificate valid now does{}",
                     pair.source,
                     pair.names.join(", "),
                     {
                         let others: Vec<String> = candidates
-                            .iter()
-                            .filter(|c| c.covers(host))
+                            .covering(host)
                             .map(|c| format!("{} (until {})", c.source, c.expiry()))
                             .collect();
                         if others.is_empty() {
@@ -416,25 +556,35 @@ impl State {
                 )));
             }
         }
-        let mut hosts: Vec<&String> = by_host.keys().collect();
+        // Clients without SNI (or an IP as SNI) get the first document's certificate.
+        let default_host = desc
+            .documents
+            .first()
+            .and_then(|d| d.domains.first())
+            .map(|d| format!("ua-auto-config.{d}"));
+        let mut state = State {
+            by_host,
+            certs: HashMap::new(),
+            default_cert: None,
+            default_host,
+            domains,
+            warnings: BTreeMap::new(),
+            others: Candidates::default(),
+            expiry: HashMap::new(),
+            acme,
+        };
+        let mut hosts: Vec<String> = state.by_host.keys().cloned().collect();
         hosts.sort();
+        let mut awaiting = 0usize;
         for host in hosts {
-            match best(&candidates, host, now) {
-                Some(c) => {
-                    if c.not_after - now < EXPIRY_WARNING_DAYS * 86_400 {
-                        warnings.push(format!(
-                            "the certificate for {host} ({}) expires {}: renew it",
-                            c.source,
-                            c.expiry()
-                        ));
-                    }
-                    certs.insert(host.clone(), c.key.clone());
-                    expiry.insert(host.clone(), c.not_after);
-                }
+            match candidates.best(&host, now) {
+                Some(c) => state.present(&host, c, now),
+                // With [acme], a host without a certificate yet gets one from the CA; until
+                // then its handshakes fail (no certificate is better than a wrong one).
+                None if state.acme.is_some() => awaiting += 1,
                 None => {
                     let expired: Vec<String> = candidates
-                        .iter()
-                        .filter(|c| c.covers(host))
+                        .covering(&host)
                         .map(|c| {
                             format!(
                                 "{} (valid {} to {})",
@@ -446,7 +596,7 @@ impl State {
                         .collect();
                     return Err(ServeError::Certificate(if expired.is_empty() {
                         format!(
-                            "no certificate covers {host} (add [document.tls] or a PEM file to the certificate directory)"
+                            "no certificate covers {host} (add [document.tls], a PEM file in the certificate directory, or [acme])"
                         )
                     } else {
                         format!(
@@ -457,26 +607,54 @@ impl State {
                 }
             }
         }
-        for w in &warnings {
+        for w in state.warnings.values() {
             tracing::warn!("{w}");
         }
-        // Clients without SNI (or an IP as SNI) get the first document's certificate.
-        let default_cert = desc
-            .documents
-            .first()
-            .and_then(|d| d.domains.first())
-            .and_then(|d| certs.get(&format!("ua-auto-config.{d}")).cloned());
+        if awaiting > 0 {
+            tracing::info!(hosts = awaiting, "waiting for ACME certificates");
+        }
         // Names no document serves still get a covering certificate (then a 404).
-        let others = candidates;
-        Ok(State {
-            by_host,
-            certs,
-            default_cert,
-            domains,
-            warnings,
-            others,
-            expiry,
-        })
+        state.others = candidates;
+        Ok(state)
+    }
+
+    /// Present `c` for `host` (and note when it expires soon).
+    fn present(&mut self, host: &str, c: &Candidate, now: i64) {
+        if c.not_after - now < EXPIRY_WARNING_DAYS * 86_400 {
+            self.warnings.insert(
+                host.to_owned(),
+                format!(
+                    "the certificate for {host} ({}) expires {}: renew it",
+                    c.source,
+                    c.expiry()
+                ),
+            );
+        } else {
+            self.warnings.remove(host);
+        }
+        self.certs.insert(host.to_owned(), c.key.clone());
+        self.expiry.insert(host.to_owned(), c.not_after);
+        if self.default_host.as_deref() == Some(host) {
+            self.default_cert = Some(c.key.clone());
+        }
+    }
+
+    /// This state with `c` (a certificate just issued, stored at `c.source`) among the
+    /// candidates, and presented for every name it covers where it is now the best.
+    #[cfg_attr(not(feature = "acme"), allow(dead_code))]
+    fn with_certificate(&self, c: Candidate) -> State {
+        let now = unix_now();
+        let mut next = self.clone();
+        next.others = self.others.replacing(c.clone());
+        for name in &c.names {
+            if !next.by_host.contains_key(name) {
+                continue;
+            }
+            if let Some(best) = next.others.best(name, now).cloned() {
+                next.present(name, &best, now);
+            }
+        }
+        next
     }
 }
 
@@ -547,12 +725,31 @@ fn san_dns_names(c: &x509_parser::certificate::X509Certificate<'_>) -> Vec<Strin
         .collect()
 }
 
+/// TLS-ALPN-01 certificates by name, while an order waits for the CA (RFC 8737).
+type Challenges = Arc<RwLock<HashMap<String, Arc<CertifiedKey>>>>;
+
+/// The ALPN protocol of TLS-ALPN-01 (RFC 8737 §6.2).
+const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
 #[derive(Debug)]
-struct Resolver(Arc<RwLock<Arc<State>>>);
+struct Resolver {
+    state: Arc<RwLock<Arc<State>>>,
+    challenges: Challenges,
+}
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let state = self.0.read().ok()?.clone();
+        // A CA validating TLS-ALPN-01 offers only acme-tls/1; it gets the challenge
+        // certificate, and nobody else ever does. Without a pending challenge: no
+        // certificate, so the handshake fails.
+        if hello
+            .alpn()
+            .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN))
+        {
+            let name = hello.server_name()?.to_ascii_lowercase();
+            return self.challenges.read().ok()?.get(&name).cloned();
+        }
+        let state = self.state.read().ok()?.clone();
         match hello.server_name() {
             Some(name) => {
                 let name = name.to_ascii_lowercase();
@@ -560,7 +757,7 @@ impl ResolvesServerCert for Resolver {
                     .certs
                     .get(&name)
                     .cloned()
-                    .or_else(|| best(&state.others, &name, unix_now()).map(|c| c.key.clone()))
+                    .or_else(|| state.others.best(&name, unix_now()).map(|c| c.key.clone()))
             }
             None => state.default_cert.clone(),
         }
@@ -584,6 +781,8 @@ pub struct Server {
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: tokio::task::JoinSet<()>,
     counters: Arc<Counters>,
+    /// Wakes the ACME manager (after a reload).
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl Server {
@@ -616,13 +815,17 @@ impl Server {
     ) -> Result<Server, ServeError> {
         let counters = Arc::new(Counters::default());
         let state = Arc::new(RwLock::new(Arc::new(State::load(description, cert_dir)?)));
+        let challenges: Challenges = Arc::default();
         let mut config =
             ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
                 .with_protocol_versions(&[&rustls::version::TLS13])
                 .map_err(|e| ServeError::Certificate(e.to_string()))?
                 .with_no_client_auth()
-                .with_cert_resolver(Arc::new(Resolver(state.clone())));
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                .with_cert_resolver(Arc::new(Resolver {
+                    state: state.clone(),
+                    challenges: challenges.clone(),
+                }));
+        config.alpn_protocols = vec![b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()];
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let (shutdown, _) = tokio::sync::watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
@@ -647,6 +850,19 @@ impl Server {
             ?addrs,
             "serving"
         );
+        let wake = Arc::new(tokio::sync::Notify::new());
+        #[cfg(feature = "acme")]
+        tasks.spawn(acme::run(
+            acme::Shared {
+                state: state.clone(),
+                challenges,
+                counters: counters.clone(),
+            },
+            shutdown.subscribe(),
+            wake.clone(),
+        ));
+        #[cfg(not(feature = "acme"))]
+        drop(challenges);
         Ok(Server {
             description: description.to_path_buf(),
             cert_dir: cert_dir.map(Path::to_path_buf),
@@ -655,6 +871,7 @@ impl Server {
             shutdown,
             tasks,
             counters,
+            wake,
         })
     }
 
@@ -728,7 +945,7 @@ impl Server {
     pub fn warnings(&self) -> Vec<String> {
         self.state
             .read()
-            .map(|s| s.warnings.clone())
+            .map(|s| s.warnings.values().cloned().collect())
             .unwrap_or_default()
     }
 
@@ -748,6 +965,8 @@ impl Server {
         if let Ok(mut s) = self.state.write() {
             *s = Arc::new(new);
         }
+        // New domains may need certificates, removed ones no longer do.
+        self.wake.notify_one();
         tracing::info!(domains, "reloaded");
         Ok(domains)
     }
@@ -860,6 +1079,12 @@ async fn accept_loop(
                 },
                 _ = in_handshake.wait_for(|s| *s) => return,
             };
+            // A TLS-ALPN-01 validation ends with the handshake (RFC 8737 §3).
+            if tls.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
+                let mut tls = tls;
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+                return;
+            }
             let sni = tls.get_ref().1.server_name().map(str::to_owned);
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let state = state.read().ok().map(|s| Arc::clone(&s));
@@ -968,10 +1193,12 @@ pub fn fuzz_request(raw: &[u8]) {
         by_host,
         certs: HashMap::new(),
         default_cert: None,
+        default_host: None,
         domains: 1,
-        warnings: Vec::new(),
-        others: Vec::new(),
+        warnings: BTreeMap::new(),
+        others: Candidates::default(),
         expiry: HashMap::new(),
+        acme: None,
     });
     rt.block_on(async move {
         let (mut client, server) = tokio::io::duplex(64 * 1024);

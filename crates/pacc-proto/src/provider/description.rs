@@ -146,11 +146,32 @@ struct RawServe {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawEab {
+    kid: Spanned<String>,
+    hmac_key: Option<Spanned<String>>,
+    hmac_key_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAcme {
+    directory: Spanned<String>,
+    #[serde(default)]
+    contact: Vec<Spanned<String>>,
+    storage: String,
+    ca_file: Option<String>,
+    orders_per_hour: Option<Spanned<u32>>,
+    eab: Option<RawEab>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawFile {
     #[serde(default)]
     defaults: RawDefaults,
     #[serde(default)]
     serve: RawServe,
+    acme: Option<RawAcme>,
     #[serde(rename = "document")]
     documents: Vec<RawDocument>,
 }
@@ -217,6 +238,34 @@ pub struct DocumentSpec {
     pub mta_sts: Option<MtaStsPolicy>,
 }
 
+/// Where the External Account Binding MAC key comes from (RFC 8555 §7.3.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EabKey {
+    /// Written in the description (base64url).
+    Inline(String),
+    /// A file holding it (base64url), e.g. a systemd credential; relative to the description.
+    File(String),
+}
+
+/// `[acme]`: certificates for every domain from an ACME (RFC 8555) CA, by TLS-ALPN-01 on
+/// the serving listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeSpec {
+    /// The CA's directory URL (https).
+    pub directory: String,
+    /// Contact URIs for the account (`mailto:`).
+    pub contact: Vec<String>,
+    /// The directory that keeps the account, certificates and schedule (relative to the
+    /// description's directory unless absolute).
+    pub storage: String,
+    /// Extra trust anchors (PEM) for reaching the CA itself (a private or test CA).
+    pub ca_file: Option<String>,
+    /// At most this many new orders in any hour (default 100).
+    pub orders_per_hour: u32,
+    /// External Account Binding: key id and MAC key.
+    pub eab: Option<(String, EabKey)>,
+}
+
 /// A validated description file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Description {
@@ -230,6 +279,8 @@ pub struct Description {
     pub listen: Vec<String>,
     /// A directory of PEM files (certificate chain + key) chosen by SNI.
     pub cert_dir: Option<String>,
+    /// Automatic certificates.
+    pub acme: Option<AcmeSpec>,
 }
 
 impl Description {
@@ -473,6 +524,10 @@ impl Description {
                 mta_sts,
             });
         }
+        let acme = raw
+            .acme
+            .as_ref()
+            .and_then(|a| parse_acme(a, &mut errors, &at));
         if !errors.is_empty() {
             errors.sort_by_key(|e| (e.line, e.column));
             return Err(errors);
@@ -486,8 +541,88 @@ impl Description {
                 .unwrap_or_else(|| "public, max-age=300".to_owned()),
             listen: raw.serve.listen.clone(),
             cert_dir: raw.serve.cert_dir.clone(),
+            acme,
         })
     }
+}
+
+/// Default of `[acme] orders_per_hour`: Let's Encrypt allows 300 new orders per account in
+/// three hours.
+pub const DEFAULT_ORDERS_PER_HOUR: u32 = 100;
+
+fn parse_acme(
+    a: &RawAcme,
+    errors: &mut Vec<DescriptionError>,
+    at: &impl Fn(Option<Range<usize>>, String) -> DescriptionError,
+) -> Option<AcmeSpec> {
+    let before = errors.len();
+    match url::Url::parse(a.directory.get_ref()) {
+        Ok(u) if u.scheme() == "https" && u.host().is_some() => {}
+        Ok(_) => errors.push(at(
+            Some(a.directory.span()),
+            "acme.directory must be an https URL".to_owned(),
+        )),
+        Err(e) => errors.push(at(Some(a.directory.span()), format!("acme.directory: {e}"))),
+    }
+    for c in &a.contact {
+        if !c.get_ref().starts_with("mailto:") || c.get_ref().contains(char::is_whitespace) {
+            errors.push(at(
+                Some(c.span()),
+                "acme.contact must be mailto: URIs".to_owned(),
+            ));
+        }
+    }
+    if a.storage.trim().is_empty() {
+        errors.push(at(None, "acme.storage must name a directory".to_owned()));
+    }
+    let orders_per_hour = match &a.orders_per_hour {
+        Some(n) if *n.get_ref() == 0 => {
+            errors.push(at(
+                Some(n.span()),
+                "acme.orders_per_hour must be at least 1".to_owned(),
+            ));
+            0
+        }
+        Some(n) => *n.get_ref(),
+        None => DEFAULT_ORDERS_PER_HOUR,
+    };
+    let eab = a.eab.as_ref().and_then(|e| {
+        let key = match (&e.hmac_key, &e.hmac_key_file) {
+            (Some(k), None) => {
+                let ok = !k.get_ref().is_empty()
+                    && k.get_ref()
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !ok {
+                    errors.push(at(
+                        Some(k.span()),
+                        "acme.eab.hmac_key must be base64url (A-Z a-z 0-9 - _)".to_owned(),
+                    ));
+                }
+                EabKey::Inline(k.get_ref().clone())
+            }
+            (None, Some(f)) => EabKey::File(f.clone()),
+            _ => {
+                errors.push(at(
+                    Some(e.kid.span()),
+                    "acme.eab needs exactly one of hmac_key and hmac_key_file".to_owned(),
+                ));
+                return None;
+            }
+        };
+        if e.kid.get_ref().is_empty() {
+            errors.push(at(Some(e.kid.span()), "acme.eab.kid is empty".to_owned()));
+        }
+        Some((e.kid.get_ref().clone(), key))
+    });
+    (errors.len() == before).then(|| AcmeSpec {
+        directory: a.directory.get_ref().clone(),
+        contact: a.contact.iter().map(|c| c.get_ref().clone()).collect(),
+        storage: a.storage.clone(),
+        ca_file: a.ca_file.clone(),
+        orders_per_hour,
+        eab,
+    })
 }
 
 fn parse_algorithms(

@@ -2,6 +2,8 @@
 //! CA generated at test time), real HTTP, all on 127.0.0.0/8.
 #![allow(clippy::print_stderr)]
 
+#[cfg(feature = "acme")]
+mod acme;
 mod discovery;
 mod examples;
 mod fallback;
