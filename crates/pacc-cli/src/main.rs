@@ -249,6 +249,11 @@ enum Command {
     /// description and certificates (a broken new description is refused and the old one
     /// keeps serving); SIGTERM/SIGINT shut down gracefully. Logs go to stderr (PACC_LOG).
     ///
+    /// With [acme] in the description, certificates come from an ACME CA (Let's Encrypt or
+    /// any RFC 8555 CA), proved by TLS-ALPN-01 on this same listener (no port 80): ordered
+    /// for every domain that has none, renewed at two thirds of their lifetime, kept when a
+    /// renewal fails, stored (account, certificates, schedule) in [acme] storage.
+    ///
     /// Example: pacc serve /etc/pacc/provider.toml --listen 0.0.0.0:443
     Serve {
         /// The description file.

@@ -1948,3 +1948,114 @@ async fn fleet_check_reports_every_domain() {
     );
     assert!(human.contains("5 domain(s): 3 ok, 2 failing"), "{human}");
 }
+
+/// Issue 15.2 end to end: `pacc serve` (a real process) with `[acme]` and no certificate at
+/// all gets one from Pebble by TLS-ALPN-01 on its listener, reports the order in its
+/// metrics, and `pacc discover` — trusting only Pebble's root — verifies the document.
+#[tokio::test]
+async fn serve_with_acme_obtains_its_certificate_and_clients_verify_it() {
+    use pacc_testbed::peers::{self, Pebble, PebbleOptions};
+    if !peers::available("pebble") {
+        eprintln!("SKIPPED: needs pebble (.ci/run installs it)");
+        return;
+    }
+    let tb = Testbed::start().await.unwrap();
+    let ip = pacc_testbed::free_loopback_ip(&[443, 9100]).await.unwrap();
+    tb.dns.add_a("ua-auto-config.acme.test", ip).await.unwrap();
+    let pebble = Pebble::start(
+        &tb,
+        &PebbleOptions {
+            tls_port: 443,
+            ..PebbleOptions::default()
+        },
+    )
+    .await
+    .expect("pebble");
+    let dir = tempfile::tempdir().unwrap();
+    let desc = dir.path().join("provider.toml");
+    std::fs::write(
+        &desc,
+        format!(
+            "[[document]]\ndomains = [\"acme.test\"]\n[document.services]\nimap = \"imap.acme.test\"\n[document.provider]\nname = \"By ACME\"\n[acme]\ndirectory = \"{}\"\nstorage = \"acme\"\nca_file = \"{}\"\n",
+            pebble.directory(),
+            pebble.api_ca_file().display()
+        ),
+    )
+    .unwrap();
+    let desc_s = desc.to_str().unwrap().to_owned();
+    let out = pacc(&["render", &desc_s, "--json"]).await;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let record = v["publications"][0]["txt"][0].as_str().unwrap().to_owned();
+    tb.publish_txt("acme.test", &record).await.unwrap();
+    let mut server = tokio::process::Command::new(PACC)
+        .args([
+            "serve",
+            &desc_s,
+            "--listen",
+            &format!("{ip}:443"),
+            "--metrics",
+            &format!("{ip}:9100"),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_for_port(ip, 9100).await;
+    let metrics = || async {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut s = tokio::net::TcpStream::connect((ip, 9100)).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let m = metrics().await;
+        if m.contains("pacc_serve_acme_orders_total{result=\"valid\"} 1") {
+            assert!(
+                m.contains(
+                    "pacc_serve_certificate_expiry_seconds{name=\"ua-auto-config.acme.test\"}"
+                ),
+                "{m}"
+            );
+            break;
+        }
+        if std::time::Instant::now() > until {
+            let _ = server.start_kill();
+            let err = server.wait_with_output().await.unwrap().stderr;
+            panic!(
+                "no certificate within 30 s:\n{m}\nserve said:\n{}\nPebble said:\n{}",
+                String::from_utf8_lossy(&err),
+                pebble.log()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let root = dir.path().join("pebble-root.pem");
+    std::fs::write(&root, pebble.root_pem(&tb).await.unwrap()).unwrap();
+    let dns = tb.dns_addr().to_string();
+    let out = pacc(&[
+        "discover",
+        "u@acme.test",
+        "--dns",
+        &dns,
+        "--ca-file",
+        root.to_str().unwrap(),
+        "--json",
+    ])
+    .await;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["config"]["info"]["provider"]["name"], "By ACME");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().unwrap().to_string()])
+        .status();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(5), server.wait())
+        .await
+        .expect("serve stops on SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}

@@ -998,6 +998,52 @@ impl Pebble {
         SocketAddr::new(IpAddr::V4(self.ip), 15000)
     }
 
+    /// Pebble's current root certificate (PEM), from its management API (`/roots/0`; the
+    /// roots are made anew at every start).
+    pub async fn root_pem(&self, tb: &Testbed) -> Result<String, TestbedError> {
+        use http_body_util::BodyExt as _;
+        let peer = |e: String| TestbedError::Peer(format!("pebble /roots/0: {e}"));
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(tb.ca.cert_der().clone())
+            .map_err(|e| peer(e.to_string()))?;
+        let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| peer(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let addr = self.management();
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(TestbedError::Io)?;
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+            .connect(rustls::pki_types::ServerName::from(addr.ip()), tcp)
+            .await
+            .map_err(TestbedError::Io)?;
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| peer(e.to_string()))?;
+        tokio::spawn(conn);
+        let req = hyper::Request::builder()
+            .uri("/roots/0")
+            .header("host", addr.to_string())
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| peer(e.to_string()))?;
+        let body = send
+            .send_request(req)
+            .await
+            .map_err(|e| peer(e.to_string()))?
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| peer(e.to_string()))?
+            .to_bytes();
+        String::from_utf8(body.to_vec()).map_err(|e| peer(e.to_string()))
+    }
+
     /// What Pebble logged so far (to explain a failed test).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()

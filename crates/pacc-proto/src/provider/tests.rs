@@ -138,3 +138,57 @@ name = "Name"
         "{e:?}"
     );
 }
+
+/// Issue 15.2: `[acme]` is validated with the rest, every error with its line.
+#[test]
+fn acme_section_is_validated() {
+    use super::description::{DEFAULT_ORDERS_PER_HOUR, EabKey};
+    let doc = "[[document]]\ndomains = [\"a.example\"]\n[document.services]\nimap = \"imap.a.example\"\n[document.provider]\nname = \"A\"\n";
+    let ok = load(
+        "p.toml",
+        &format!(
+            "{doc}[acme]\ndirectory = \"https://acme.example/dir\"\ncontact = [\"mailto:ops@a.example\"]\nstorage = \"/var/lib/pacc/acme\"\n[acme.eab]\nkid = \"k1\"\nhmac_key_file = \"eab.key\"\n"
+        ),
+    );
+    let acme = ok.acme.unwrap();
+    assert_eq!(acme.orders_per_hour, DEFAULT_ORDERS_PER_HOUR);
+    assert_eq!(
+        acme.eab,
+        Some(("k1".to_owned(), EabKey::File("eab.key".to_owned())))
+    );
+    assert!(load("p.toml", doc).acme.is_none());
+    for (bad, says) in [
+        (
+            "[acme]\ndirectory = \"http://acme.example/dir\"\nstorage = \"s\"\n",
+            "https",
+        ),
+        (
+            "[acme]\ndirectory = \"https://acme.example/dir\"\ncontact = [\"ops@a.example\"]\nstorage = \"s\"\n",
+            "mailto",
+        ),
+        (
+            "[acme]\ndirectory = \"https://acme.example/dir\"\nstorage = \"s\"\norders_per_hour = 0\n",
+            "at least 1",
+        ),
+        (
+            "[acme]\ndirectory = \"https://acme.example/dir\"\nstorage = \"s\"\n[acme.eab]\nkid = \"k\"\nhmac_key = \"a+b/\"\n",
+            "base64url",
+        ),
+        (
+            "[acme]\ndirectory = \"https://acme.example/dir\"\nstorage = \"s\"\n[acme.eab]\nkid = \"k\"\n",
+            "exactly one",
+        ),
+        (
+            "[acme]\ndirectory = \"https://acme.example/dir\"\n",
+            "storage",
+        ),
+    ] {
+        let errors = Description::parse("p.toml", &format!("{doc}{bad}")).unwrap_err();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.message.contains(says) && e.line > 6),
+            "{bad}: {errors:?}"
+        );
+    }
+}

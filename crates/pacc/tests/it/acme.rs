@@ -147,34 +147,11 @@ async fn get(
     status
 }
 
-/// Pebble's current root, from its management API.
+/// Pebble's current root.
 async fn pebble_root(tb: &Testbed, pebble: &Pebble) -> rustls::pki_types::CertificateDer<'static> {
     use rustls::pki_types::pem::PemObject as _;
-    let addr = pebble.management();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(tls_config(&[tb.ca.cert_der().clone()]))
-        .connect(rustls::pki_types::ServerName::from(addr.ip()), tcp)
-        .await
-        .unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .uri("/roots/0")
-        .header("host", addr.to_string())
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let body = send
-        .send_request(req)
-        .await
-        .unwrap()
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes();
-    rustls::pki_types::CertificateDer::from_pem_slice(&body).expect("Pebble's root in PEM")
+    let pem = pebble.root_pem(tb).await.unwrap();
+    rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).expect("Pebble's root in PEM")
 }
 
 fn orders(server: &Server, result: &str) -> u64 {
@@ -502,5 +479,61 @@ async fn acme_external_account_binding() {
     connect(addr, host, std::slice::from_ref(&root))
         .await
         .expect("a certificate from Pebble");
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn acme_orders_stay_within_the_hourly_budget_across_restarts() {
+    if !pebble_installed() {
+        return;
+    }
+    let tb = testbed().await;
+    let hosts = [
+        "ua-auto-config.one.test",
+        "ua-auto-config.two.test",
+        "ua-auto-config.three.test",
+    ];
+    let addr = serve_ip(&tb, &hosts).await;
+    let pebble = Pebble::start(
+        &tb,
+        &PebbleOptions {
+            tls_port: 443,
+            ..PebbleOptions::default()
+        },
+    )
+    .await
+    .expect("pebble");
+    let dir = tempfile::tempdir().unwrap();
+    write_description(
+        dir.path(),
+        "[[document]]\ndomains = [\"one.test\", \"two.test\", \"three.test\"]\n[document.services]\nimap = \"imap.one.test\"\n[document.provider]\nname = \"Budget\"\n",
+        &pebble,
+        "orders_per_hour = 2\n",
+    );
+    let desc = dir.path().join("provider.toml");
+    let server = Server::start(&desc, None, &[addr]).await.unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        &pebble,
+        dir.path(),
+        "two orders",
+        || orders(&server, "valid") == 2,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(orders(&server, "valid"), 2, "a third order within the hour");
+    let root = pebble_root(&tb, &pebble).await;
+    let mut served = 0;
+    for h in hosts {
+        if connect(addr, h, std::slice::from_ref(&root)).await.is_ok() {
+            served += 1;
+        }
+    }
+    assert_eq!(served, 2, "the third domain waits for the budget");
+    server.shutdown(Duration::from_secs(1)).await;
+    // The budget is stored: a restart does not reset it.
+    let server = Server::start(&desc, None, &[addr]).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(orders(&server, "valid") + orders(&server, "failed"), 0);
     server.shutdown(Duration::from_secs(1)).await;
 }
