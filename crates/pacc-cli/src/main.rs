@@ -325,9 +325,17 @@ enum Command {
         #[arg(long, value_name = "TXT")]
         current: Vec<String>,
         /// The TTL the current records are published with (the wait before switching the
-        /// bytes); default: the description's TTL.
+        /// bytes); default: looked up in DNS, asking the zone's authoritative servers.
         #[arg(long, value_name = "SECONDS")]
         current_ttl: Option<u32>,
+        /// Ask this DNS server for the published records instead of the system's resolver:
+        /// IP (port 53), IP:PORT or [IPv6]:PORT.
+        #[arg(long, value_name = "IP[:PORT]", value_parser = parse_dns, conflicts_with = "offline")]
+        dns: Option<SocketAddr>,
+        /// Look nothing up: the current records are only those given with --current, their
+        /// TTL --current-ttl or else the description's.
+        #[arg(long)]
+        offline: bool,
         /// Print one JSON object (`pacc schema rotate` describes it).
         #[arg(long)]
         json: bool,
@@ -764,8 +772,32 @@ fn main() -> ExitCode {
                 domain,
                 current,
                 current_ttl,
+                dns,
+                offline,
                 json,
-            } => provider_cmd::rotate_cmd(&description, &domain, &current, current_ttl, json),
+            } => {
+                let client = if offline {
+                    None
+                } else {
+                    match Client::builder()
+                        .dns(dns.map_or(DnsConfig::System, DnsConfig::Server))
+                        .timeouts(Timeouts::with_overall(Duration::from_secs(10)))
+                        .build()
+                    {
+                        Ok(c) => Some(c),
+                        Err(e) => return report_error(&e.to_string()),
+                    }
+                };
+                provider_cmd::rotate_cmd(
+                    client.as_ref(),
+                    &description,
+                    &domain,
+                    &current,
+                    current_ttl,
+                    json,
+                )
+                .await
+            }
             Command::Serve {
                 description,
                 listen,

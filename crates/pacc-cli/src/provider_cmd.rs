@@ -119,7 +119,8 @@ pub fn render_cmd(path: &Path, domain: Option<&str>, out: Option<&Path>, json: b
 
 /// `pacc rotate`: the safe order for changing a domain's document (DIG-13).
 #[allow(clippy::print_stdout)]
-pub fn rotate_cmd(
+pub async fn rotate_cmd(
+    client: Option<&Client>,
     path: &Path,
     domain: &str,
     current: &[String],
@@ -147,22 +148,85 @@ pub fn rotate_cmd(
     };
     let bytes = render(spec);
     let p = publication(spec, &d, &bytes, desc.ttl);
+    // What is published now, and for how long resolvers may keep it.
+    let mut notes: Vec<String> = Vec::new();
+    let mut current: Vec<String> = current.to_vec();
+    let mut ttl = (desc.ttl, "description");
+    match client {
+        None => notes.push(format!(
+            "not looked up (--offline): assuming the description's TTL of {} s for the current records",
+            desc.ttl
+        )),
+        Some(client) => match client.published_records(&d).await {
+            Ok(answer) => {
+                let published: Vec<String> = answer
+                    .records
+                    .iter()
+                    .filter_map(|r| std::str::from_utf8(r).ok())
+                    .filter(|r| pacc_proto::digest::parse_record(r.as_bytes()).is_ok())
+                    .map(str::to_owned)
+                    .collect();
+                if current.is_empty() {
+                    current = published.clone();
+                } else {
+                    for c in &current {
+                        if !published.iter().any(|r| r.trim() == c.trim()) {
+                            notes.push(format!(
+                                "--current {c} is not published at {} (published: {})",
+                                p.txt_owner,
+                                if published.is_empty() {
+                                    "no UAAC1 record".to_owned()
+                                } else {
+                                    published.join(" | ")
+                                }
+                            ));
+                        }
+                    }
+                }
+                ttl = match answer.authoritative {
+                    Some(server) => {
+                        notes.push(format!(
+                            "the current records' TTL, {} s, is from the authoritative server {server}",
+                            answer.ttl
+                        ));
+                        (answer.ttl, "authoritative")
+                    }
+                    None => {
+                        notes.push(format!(
+                            "the current records' TTL, {} s, is from the resolver, which may have counted it down: give --current-ttl if the zone says more",
+                            answer.ttl
+                        ));
+                        (answer.ttl, "resolver")
+                    }
+                };
+            }
+            Err(pacc_proto::discovery::DnsFailure::NotFound) => notes.push(format!(
+                "nothing is published at {} yet: this is the first publication",
+                p.txt_owner
+            )),
+            Err(e) => notes.push(format!(
+                "could not look up {} ({e}); assuming the description's TTL of {} s",
+                p.txt_owner, desc.ttl
+            )),
+        },
+    }
+    if let Some(t) = current_ttl {
+        ttl = (t, "flag");
+    }
     // Resolvers may keep the old records for their TTL, not the new one's.
-    let steps = rotation_plan(
-        &p.txt_owner,
-        current,
-        &p.txt,
-        current_ttl.unwrap_or(desc.ttl),
-    );
+    let steps = rotation_plan(&p.txt_owner, &current, &p.txt, ttl.0);
     if json {
         crate::output::print_json(&serde_json::json!({
             "version": crate::output::JSON_VERSION,
             "domain": d.to_string(),
             "txt_owner": p.txt_owner,
             "current": current,
+            "current_ttl": ttl.0,
+            "current_ttl_source": ttl.1,
             "new": p.txt,
             "length": bytes.len(),
             "steps": steps,
+            "notes": notes,
         }));
         return exit::OK;
     }
@@ -173,6 +237,12 @@ pub fn rotate_cmd(
     );
     for step in steps {
         text.push_str(&format!("  {step}\n"));
+    }
+    for n in &notes {
+        text.push_str(&format!(
+            "Note: {}\n",
+            pacc_proto::name::escape_for_terminal(n)
+        ));
     }
     crate::output::print_human(&text);
     exit::OK

@@ -585,6 +585,8 @@ async fn serve_reload_check_and_render_as_processes() {
             "served.test",
             "--current",
             &record,
+            "--dns",
+            &dns,
         ])
         .await
         .stdout,
@@ -1759,6 +1761,7 @@ async fn rotate_validates_current_and_waits_its_ttl() {
         "tv1.example.test",
         "--current",
         "v=UAAC1; a=sha256; d=AAAA",
+        "--offline",
     ])
     .await;
     assert_eq!(out.status.code(), Some(2));
@@ -1776,10 +1779,12 @@ async fn rotate_validates_current_and_waits_its_ttl() {
         &old,
         "--current-ttl",
         "86400",
+        "--offline",
         "--json",
     ])
     .await;
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["current_ttl_source"], "flag");
     let steps: Vec<&str> = v["steps"]
         .as_array()
         .unwrap()
@@ -1790,6 +1795,77 @@ async fn rotate_validates_current_and_waits_its_ttl() {
     assert!(
         steps.iter().any(|s| s.contains(&old)),
         "the retire step names it: {steps:?}"
+    );
+}
+
+/// Issue 15.5: without --current, `rotate` finds the published records and their TTL in
+/// DNS, asking the zone's authoritative server; a --current that is not published is named.
+#[tokio::test]
+async fn rotate_looks_up_the_published_records_and_their_ttl() {
+    let tb = Testbed::start().await.unwrap();
+    let tv1 = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/providers/tv1.toml"
+    );
+    let dns = tb.dns_addr().to_string();
+    let rotate = |extra: Vec<String>| {
+        let dns = dns.clone();
+        async move {
+            let mut args: Vec<String> = [
+                "rotate",
+                tv1,
+                "--domain",
+                "tv1.example.test",
+                "--dns",
+                &dns,
+                "--json",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            args.extend(extra);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = pacc(&args).await;
+            assert_eq!(out.status.code(), Some(0));
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        }
+    };
+    // Nothing published yet: a first publication, the description's TTL.
+    let v = rotate(vec![]).await;
+    assert_eq!(v["current"], serde_json::json!([]), "{v}");
+    assert_eq!(v["current_ttl_source"], "description", "{v}");
+    assert!(
+        v["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("first publication"),
+        "{v}"
+    );
+    // Published, and the zone names its server (the testbed's, TTL 300).
+    let old = sha256_record(b"the old document");
+    tb.publish_txt("tv1.example.test", &old).await.unwrap();
+    tb.dns.add_ns(".", "ns.testbed.test").await.unwrap();
+    let std::net::IpAddr::V4(ip) = tb.dns_addr().ip() else {
+        panic!("testbed DNS on IPv4")
+    };
+    tb.dns.add_a("ns.testbed.test", ip).await.unwrap();
+    let v = rotate(vec![]).await;
+    assert_eq!(v["current"], serde_json::json!([old]), "{v}");
+    assert_eq!(v["current_ttl"], 300, "{v}");
+    assert_eq!(v["current_ttl_source"], "authoritative", "{v}");
+    let steps = v["steps"].to_string();
+    assert!(steps.contains("300 s") && steps.contains(&old), "{steps}");
+    // A --current that is not what is published is named.
+    let other = sha256_record(b"something else");
+    let v = rotate(vec!["--current".into(), other.clone()]).await;
+    assert!(
+        v["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains(&other)
+                && n.as_str().unwrap().contains("not published")),
+        "{v}"
     );
 }
 

@@ -161,7 +161,7 @@ async fn every_command_output_matches_its_schema() {
     record(
         "rotate",
         "new",
-        &["rotate", tv1, "--domain", domain, "--json"],
+        &["rotate", tv1, "--domain", domain, "--offline", "--json"],
         0,
     );
     let old = pacc_testbed::sha256_record(b"the old document");
@@ -177,6 +177,7 @@ async fn every_command_output_matches_its_schema() {
             &old,
             "--current-ttl",
             "86400",
+            "--offline",
             "--json",
         ],
         0,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use hickory_proto::rr::rdata::{A, CNAME, MX, SOA, TXT};
+use hickory_proto::rr::rdata::{A, CNAME, MX, NS, SOA, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType, RrKey};
 use hickory_server::Server;
 use hickory_server::store::in_memory::InMemoryZoneHandler;
@@ -102,6 +102,11 @@ impl DnsServer {
     ) -> Result<(), TestbedError> {
         self.add(name, RData::MX(MX::new(preference, fqdn(exchange)?)))
             .await
+    }
+
+    /// Add an NS record: `name` is served by `host`.
+    pub async fn add_ns(&self, name: &str, host: &str) -> Result<(), TestbedError> {
+        self.add(name, RData::NS(NS(fqdn(host)?))).await
     }
 
     /// Remove every record of `rtype` at `name`.

@@ -165,6 +165,62 @@ impl Dns {
             .collect())
     }
 
+    /// The TXT RRset at `name` with its TTL, asking one of the zone's authoritative servers
+    /// when they can be found (a recursive resolver counts a cached TTL down, which would
+    /// understate how long others may keep the records), else the configured resolver.
+    pub(crate) async fn txt_with_ttl(&self, name: &str) -> Result<TxtAnswer, DnsFailure> {
+        let fqdn = format!("{name}.");
+        if let Some((server, lookup)) = self.ask_authoritative(&fqdn).await {
+            return Ok(TxtAnswer::from_lookup(&lookup, Some(server)));
+        }
+        let lookup = self.lookup(name, RecordType::TXT).await?;
+        Ok(TxtAnswer::from_lookup(&lookup, None))
+    }
+
+    /// The zone holding `fqdn` (from the SOA in a negative answer, or an SOA at the name),
+    /// its NS hosts, and the first of their addresses that answers the TXT question.
+    async fn ask_authoritative(&self, fqdn: &str) -> Option<(SocketAddr, Lookup)> {
+        let zone = match self.resolver.lookup(fqdn, RecordType::SOA).await {
+            Ok(l) => l.answers().first().map(|r| r.name.to_ascii())?,
+            Err(NetError::Dns(DnsError::NoRecordsFound(no))) => no.soa.as_ref()?.name.to_ascii(),
+            Err(_) => return None,
+        };
+        let ns = self
+            .resolver
+            .lookup(zone.as_str(), RecordType::NS)
+            .await
+            .ok()?;
+        let hosts: Vec<String> = ns
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::NS(n) => Some(n.0.to_ascii()),
+                _ => None,
+            })
+            .take(4)
+            .collect();
+        for host in hosts {
+            let Ok(ips) = self.resolver.lookup_ip(host.as_str()).await else {
+                continue;
+            };
+            for ip in ips.iter().take(2) {
+                let server = SocketAddr::new(ip, 53);
+                let Ok(direct) = Dns::new(&DnsConfig::Server(server), Duration::from_secs(2))
+                else {
+                    continue;
+                };
+                if let Ok(l) = direct.resolver.lookup(fqdn, RecordType::TXT).await
+                    && l.answers()
+                        .iter()
+                        .any(|r| r.record_type() == RecordType::TXT)
+                {
+                    return Some((server, l));
+                }
+            }
+        }
+        None
+    }
+
     /// Whether `name` exists in DNS: `Some(false)` only for an NXDOMAIN answer about that
     /// very name; `None` when the question could not be answered.
     pub(crate) async fn exists(&self, name: &str) -> Option<bool> {
@@ -276,6 +332,42 @@ impl Dns {
             if let Err(f) = chain.follow(target) {
                 return f;
             }
+        }
+    }
+}
+
+/// A TXT RRset as published: each record's character-strings joined, the TTL (the largest
+/// in the set), and the authoritative server that gave it (`None`: the configured
+/// resolver, whose TTL may have been counted down).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxtAnswer {
+    /// Every TXT record, its strings joined.
+    pub records: Vec<Vec<u8>>,
+    /// The TTL, in seconds.
+    pub ttl: u32,
+    /// The authoritative server asked, if one was found.
+    pub authoritative: Option<SocketAddr>,
+}
+
+impl TxtAnswer {
+    fn from_lookup(lookup: &Lookup, authoritative: Option<SocketAddr>) -> TxtAnswer {
+        let mut records = Vec::new();
+        let mut ttl = 0;
+        for r in lookup.answers() {
+            if let RData::TXT(txt) = &r.data {
+                records.push(
+                    txt.txt_data
+                        .iter()
+                        .flat_map(|s| s.iter().copied())
+                        .collect(),
+                );
+                ttl = ttl.max(r.ttl);
+            }
+        }
+        TxtAnswer {
+            records,
+            ttl,
+            authoritative,
         }
     }
 }

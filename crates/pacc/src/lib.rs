@@ -127,7 +127,7 @@ use pacc_proto::name::{Domain, EmailAddress};
 use rustls::pki_types::CertificateDer;
 use tokio::time::Instant;
 
-pub use dns::DnsConfig;
+pub use dns::{DnsConfig, TxtAnswer};
 pub use pacc_proto;
 pub use pacc_proto::discovery::Report;
 pub use tls::read_pem_certificates;
@@ -329,6 +329,19 @@ impl Client {
     /// The deadlines in force.
     pub fn timeouts(&self) -> &Timeouts {
         &self.timeouts
+    }
+
+    /// The digest records published for `domain` (`_ua-auto-config.<domain>` TXT) with
+    /// their TTL, from one of the zone's authoritative servers where they can be found (for
+    /// `pacc rotate`: how long resolvers may keep the old records).
+    pub async fn published_records(&self, domain: &Domain) -> Result<TxtAnswer, DnsFailure> {
+        let owner = pacc_proto::discovery::digest_owner(domain);
+        match tokio::time::timeout(self.timeouts.overall, self.dns.txt_with_ttl(&owner)).await {
+            Ok(r) => r,
+            Err(_) => Err(DnsFailure::Temporary {
+                detail: format!("no answer within {:?}", self.timeouts.overall),
+            }),
+        }
     }
 
     /// Discover and verify the configuration for `address`. Only its domain is used; the
