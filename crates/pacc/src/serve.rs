@@ -851,6 +851,12 @@ impl Server {
             "serving"
         );
         let wake = Arc::new(tokio::sync::Notify::new());
+        if state.read().is_ok_and(|s| s.acme.is_some()) && !addrs.iter().any(|a| a.port() == 443) {
+            tracing::warn!(
+                ?addrs,
+                "[acme]: the CA validates TLS-ALPN-01 on port 443, and no listen address is :443 (fine only if port 443 is forwarded here)"
+            );
+        }
         #[cfg(feature = "acme")]
         tasks.spawn(acme::run(
             acme::Shared {

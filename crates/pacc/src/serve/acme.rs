@@ -507,7 +507,11 @@ impl Http {
         let stream = tokio_rustls::TlsConnector::from(tls)
             .connect(name, tcp)
             .await
-            .map_err(|e| other(format!("{host}:{port}: TLS: {e}")))?;
+            .map_err(|e| {
+                other(format!(
+                    "{host}:{port}: TLS: {e} (a CA with a private root needs [acme] ca_file)"
+                ))
+            })?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| other(e.to_string()))?;
@@ -590,7 +594,7 @@ pub(super) async fn run(
                     Err(e) => {
                         account_failures += 1;
                         let wait = backoff("account", account_failures);
-                        tracing::warn!(error = %e, retry_in_s = wait, "ACME: cannot reach the account");
+                        tracing::warn!(error = %e, retry_in_s = wait, "ACME: no order can be placed");
                         Duration::from_secs(wait.unsigned_abs())
                     }
                 }
