@@ -142,6 +142,13 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
+/// A metric family's `# HELP` and `# TYPE` lines.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
 /// A label value in the Prometheus text format.
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -156,11 +163,12 @@ impl Metrics {
         use std::fmt::Write as _;
         use std::sync::atomic::Ordering::Relaxed;
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP pacc_serve_requests_total HTTP requests answered, by status and document host."
+        header(
+            &mut out,
+            "pacc_serve_requests_total",
+            "counter",
+            "HTTP requests answered, by status and document host.",
         );
-        let _ = writeln!(out, "# TYPE pacc_serve_requests_total counter");
         if let Ok(m) = self.counters.requests.lock() {
             let mut rows: Vec<_> = m.iter().collect();
             rows.sort();
@@ -172,11 +180,12 @@ impl Metrics {
                 );
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP pacc_serve_handshake_failures_total TLS handshakes that failed, by reason."
+        header(
+            &mut out,
+            "pacc_serve_handshake_failures_total",
+            "counter",
+            "TLS handshakes that failed, by reason.",
         );
-        let _ = writeln!(out, "# TYPE pacc_serve_handshake_failures_total counter");
         if let Ok(m) = self.counters.handshake_failures.lock() {
             let mut rows: Vec<_> = m.iter().collect();
             rows.sort();
@@ -187,11 +196,12 @@ impl Metrics {
                 );
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP pacc_serve_reloads_total Description reloads (SIGHUP), by result."
+        header(
+            &mut out,
+            "pacc_serve_reloads_total",
+            "counter",
+            "Description reloads (SIGHUP), by result.",
         );
-        let _ = writeln!(out, "# TYPE pacc_serve_reloads_total counter");
         let _ = writeln!(
             out,
             "pacc_serve_reloads_total{{result=\"ok\"}} {}",
@@ -202,11 +212,12 @@ impl Metrics {
             "pacc_serve_reloads_total{{result=\"refused\"}} {}",
             self.counters.reloads_failed.load(Relaxed)
         );
-        let _ = writeln!(
-            out,
-            "# HELP pacc_serve_acme_orders_total ACME orders placed, by result (valid: a certificate was issued; failed: the order or a challenge failed)."
+        header(
+            &mut out,
+            "pacc_serve_acme_orders_total",
+            "counter",
+            "ACME orders placed, by result (valid: a certificate was issued; failed: the order or a challenge failed).",
         );
-        let _ = writeln!(out, "# TYPE pacc_serve_acme_orders_total counter");
         if let Ok(m) = self.counters.acme_orders.lock() {
             for result in ["valid", "failed"] {
                 let _ = writeln!(
@@ -217,11 +228,12 @@ impl Metrics {
             }
         }
         if let Ok(state) = self.state.read() {
-            let _ = writeln!(
-                out,
-                "# HELP pacc_serve_certificate_expiry_seconds When the certificate presented for a name expires (Unix time)."
+            header(
+                &mut out,
+                "pacc_serve_certificate_expiry_seconds",
+                "gauge",
+                "When the certificate presented for a name expires (Unix time).",
             );
-            let _ = writeln!(out, "# TYPE pacc_serve_certificate_expiry_seconds gauge");
             let mut rows: Vec<_> = state.expiry.iter().collect();
             rows.sort();
             for (name, t) in rows {
@@ -231,12 +243,24 @@ impl Metrics {
                     label(name)
                 );
             }
+            header(
+                &mut out,
+                "pacc_serve_domains",
+                "gauge",
+                "Domains served by the loaded description.",
+            );
+            let _ = writeln!(out, "pacc_serve_domains {}", state.domains);
+            header(
+                &mut out,
+                "pacc_serve_hosts_without_certificate",
+                "gauge",
+                "Hosts served that have no valid certificate yet (with [acme]: waiting for an order).",
+            );
             let _ = writeln!(
                 out,
-                "# HELP pacc_serve_domains Domains served by the loaded description."
+                "pacc_serve_hosts_without_certificate {}",
+                state.by_host.len().saturating_sub(state.certs.len())
             );
-            let _ = writeln!(out, "# TYPE pacc_serve_domains gauge");
-            let _ = writeln!(out, "pacc_serve_domains {}", state.domains);
         }
         out
     }

@@ -589,7 +589,13 @@ pub(super) async fn run(
         let sleep = match &state.acme {
             None => MAX_SLEEP,
             Some(plan) => {
-                match round(&shared, &state, plan, &mut session, &mut account_failures).await {
+                // A shutdown does not wait for orders in flight (they were counted against
+                // the budget when placed; their challenge certificates go with them).
+                let result = tokio::select! {
+                    r = round(&shared, &state, plan, &mut session, &mut account_failures) => r,
+                    _ = stop.wait_for(|s| *s) => return,
+                };
+                match result {
                     Ok(next) => next,
                     Err(e) => {
                         account_failures += 1;
@@ -685,13 +691,11 @@ async fn round(
         }
     }
     let now = unix_now();
-    let mut schedule_after = Schedule::load(&plan.storage);
-    schedule_after.orders = schedule.orders;
     for (domain, result) in results {
         match result {
             Ok(not_after) => {
                 shared.counters.acme_order("valid");
-                schedule_after.failures.remove(&domain);
+                schedule.failures.remove(&domain);
                 tracing::info!(
                     domain,
                     expires = super::time_text(not_after),
@@ -700,10 +704,10 @@ async fn round(
             }
             Err(e) => {
                 shared.counters.acme_order("failed");
-                let count = schedule_after.failures.get(&domain).map_or(0, |f| f.count) + 1;
+                let count = schedule.failures.get(&domain).map_or(0, |f| f.count) + 1;
                 let wait = backoff(&domain, count);
                 tracing::warn!(domain, error = %e, failures = count, retry_in_s = wait, "ACME: order failed; keeping the current certificate");
-                schedule_after.failures.insert(
+                schedule.failures.insert(
                     domain,
                     Failure {
                         count,
@@ -714,7 +718,7 @@ async fn round(
             }
         }
     }
-    schedule_after.save(&plan.storage)?;
+    schedule.save(&plan.storage)?;
     // Look again at once: what is still due waits only for the budget.
     Ok(Duration::from_millis(10))
 }

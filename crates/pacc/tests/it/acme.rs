@@ -50,18 +50,6 @@ imap = "imap.broken.test"
 name = "Broken"
 "#;
 
-fn write_description(dir: &Path, docs: &str, pebble: &Pebble, extra: &str) {
-    std::fs::write(
-        dir.join("provider.toml"),
-        format!(
-            "{docs}\n[acme]\ndirectory = \"{}\"\ncontact = [\"mailto:hostmaster@example.test\"]\nstorage = \"acme\"\nca_file = \"{}\"\n{extra}",
-            pebble.directory(),
-            pebble.api_ca_file().display()
-        ),
-    )
-    .unwrap();
-}
-
 /// A PEM file (chain and key) from the testbed CA, as if an earlier order had stored it.
 fn seed(tb: &Testbed, dir: &Path, domain: &str, days: i64) {
     let certs = dir.join("acme/certs");
@@ -147,13 +135,6 @@ async fn get(
     status
 }
 
-/// Pebble's current root.
-async fn pebble_root(tb: &Testbed, pebble: &Pebble) -> rustls::pki_types::CertificateDer<'static> {
-    use rustls::pki_types::pem::PemObject as _;
-    let pem = pebble.root_pem(tb).await.unwrap();
-    rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).expect("Pebble's root in PEM")
-}
-
 fn orders(server: &Server, result: &str) -> u64 {
     let text = server.metrics().render();
     let key = format!("pacc_serve_acme_orders_total{{result=\"{result}\"}} ");
@@ -161,27 +142,6 @@ fn orders(server: &Server, result: &str) -> u64 {
         .find_map(|l| l.strip_prefix(&key))
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no {key} in\n{text}"))
-}
-
-/// Wait until `done()` or fail after `limit`, showing the schedule and Pebble's log.
-async fn wait_for(
-    limit: Duration,
-    pebble: &Pebble,
-    dir: &Path,
-    what: &str,
-    mut done: impl FnMut() -> bool,
-) {
-    let until = Instant::now() + limit;
-    while !done() {
-        if Instant::now() > until {
-            panic!(
-                "{what} did not happen within {limit:?}; schedule: {}\nPebble said:\n{}",
-                std::fs::read_to_string(dir.join("acme/schedule.json")).unwrap_or_default(),
-                pebble.log()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn serial_of_file(path: &Path) -> Vec<u8> {
@@ -195,12 +155,95 @@ fn serial_of_file(path: &Path) -> Vec<u8> {
     cert.raw_serial().to_vec()
 }
 
-async fn serve_ip(tb: &Testbed, hosts: &[&str]) -> SocketAddr {
-    let ip = free_loopback_ip(&[443]).await.unwrap();
-    for h in hosts {
-        tb.dns.add_a(h, ip).await.unwrap();
+/// One test's world: the testbed, the address `serve` listens on (port 443, where Pebble
+/// validates TLS-ALPN-01; `hosts` resolve to it), Pebble, and a directory for the
+/// description and the ACME storage.
+struct Site {
+    tb: Testbed,
+    addr: SocketAddr,
+    pebble: Pebble,
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    async fn new(hosts: &[&str], options: PebbleOptions) -> Site {
+        let tb = testbed().await;
+        let ip = free_loopback_ip(&[443]).await.unwrap();
+        for h in hosts {
+            tb.dns.add_a(h, ip).await.unwrap();
+        }
+        let pebble = Pebble::start(
+            &tb,
+            &PebbleOptions {
+                tls_port: 443,
+                ..options
+            },
+        )
+        .await
+        .expect("pebble");
+        Site {
+            tb,
+            addr: SocketAddr::new(IpAddr::V4(ip), 443),
+            pebble,
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
-    SocketAddr::new(IpAddr::V4(ip), 443)
+
+    /// Write the description: `docs`, then `[acme]` for Pebble, then `extra` lines of it.
+    fn describe(&self, docs: &str, extra: &str) {
+        std::fs::write(
+            self.description(),
+            format!(
+                "{docs}\n[acme]\ndirectory = \"{}\"\ncontact = [\"mailto:hostmaster@example.test\"]\nstorage = \"acme\"\nca_file = \"{}\"\n{extra}",
+                self.pebble.directory(),
+                self.pebble.api_ca_file().display()
+            ),
+        )
+        .unwrap();
+    }
+
+    fn description(&self) -> std::path::PathBuf {
+        self.dir.path().join("provider.toml")
+    }
+
+    async fn serve(&self) -> Server {
+        Server::start(&self.description(), None, &[self.addr])
+            .await
+            .expect("serve starts before any certificate is issued")
+    }
+
+    /// Pebble's current root.
+    async fn root(&self) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+        use rustls::pki_types::pem::PemObject as _;
+        let pem = self.pebble.root_pem(&self.tb).await.unwrap();
+        vec![
+            rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+                .expect("Pebble's root in PEM"),
+        ]
+    }
+
+    /// Wait until `done()` or fail after `limit`, showing the schedule and Pebble's log.
+    async fn wait(&self, limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+        let until = Instant::now() + limit;
+        while !done() {
+            if Instant::now() > until {
+                panic!(
+                    "{what} did not happen within {limit:?}; schedule: {}\nPebble said:\n{}",
+                    std::fs::read_to_string(self.dir.path().join("acme/schedule.json"))
+                        .unwrap_or_default(),
+                    self.pebble.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A description of one domain.
+fn one_domain(d: &str) -> String {
+    format!(
+        "[[document]]\ndomains = [\"{d}\"]\n[document.services]\nimap = \"imap.{d}\"\n[document.provider]\nname = \"{d}\"\n"
+    )
 }
 
 #[tokio::test]
@@ -208,64 +251,43 @@ async fn acme_issues_for_every_domain_keeps_a_working_certificate_and_restarts_f
     if !pebble_installed() {
         return;
     }
-    let tb = testbed().await;
     let good = [
         "ua-auto-config.alpha.test",
         "ua-auto-config.beta.test",
         "ua-auto-config.gamma.test",
         "mta-sts.gamma.test",
     ];
-    let addr = serve_ip(&tb, &good).await;
+    let site = Site::new(&good, PebbleOptions::default()).await;
+    let (tb, addr, dir) = (&site.tb, site.addr, site.dir.path());
     // broken.test resolves to an address where nothing listens: its challenge fails.
     let nowhere: Ipv4Addr = free_loopback_ip(&[443]).await.unwrap();
     tb.dns
         .add_a("ua-auto-config.broken.test", nowhere)
         .await
         .unwrap();
-    let pebble = Pebble::start(
-        &tb,
-        &PebbleOptions {
-            tls_port: 443,
-            ..PebbleOptions::default()
-        },
-    )
-    .await
-    .expect("pebble");
-    let dir = tempfile::tempdir().unwrap();
-    write_description(dir.path(), DOCS, &pebble, "");
+    site.describe(DOCS, "");
     // broken.test has a certificate from an earlier order, due for renewal (3 days left).
-    seed(&tb, dir.path(), "broken.test", 3);
-    let desc = dir.path().join("provider.toml");
+    seed(tb, dir, "broken.test", 3);
 
-    let server = Server::start(&desc, None, &[addr])
-        .await
-        .expect("serve starts before any certificate is issued");
-    wait_for(
+    let server = site.serve().await;
+    site.wait(
         Duration::from_secs(60),
-        &pebble,
-        dir.path(),
         "three issued orders and one failed",
         || orders(&server, "valid") == 3 && orders(&server, "failed") == 1,
     )
     .await;
-    let root = pebble_root(&tb, &pebble).await;
+    let root = site.root().await;
     for host in good {
-        let shown = connect(addr, host, std::slice::from_ref(&root))
+        let shown = connect(addr, host, &root)
             .await
             .unwrap_or_else(|e| panic!("{host}: not a certificate from Pebble: {e}"));
         assert!(shown.issuer.contains("Pebble"), "{host}: {}", shown.issuer);
     }
     // mta-sts.gamma.test and ua-auto-config.gamma.test share one certificate (one order).
-    let a = connect(
-        addr,
-        "ua-auto-config.gamma.test",
-        std::slice::from_ref(&root),
-    )
-    .await
-    .unwrap();
-    let b = connect(addr, "mta-sts.gamma.test", std::slice::from_ref(&root))
+    let a = connect(addr, "ua-auto-config.gamma.test", &root)
         .await
         .unwrap();
+    let b = connect(addr, "mta-sts.gamma.test", &root).await.unwrap();
     assert_eq!(a.serial, b.serial);
     // The failed renewal kept the working certificate: still the testbed CA's.
     let kept = connect(
@@ -277,8 +299,7 @@ async fn acme_issues_for_every_domain_keeps_a_working_certificate_and_restarts_f
     .expect("the old certificate is still presented");
     assert!(kept.issuer.contains("pacc"), "{}", kept.issuer);
     let schedule: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("acme/schedule.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(dir.join("acme/schedule.json")).unwrap()).unwrap();
     let failure = &schedule["failures"]["broken.test"];
     assert_eq!(failure["count"], 1, "{schedule}");
     assert!(
@@ -296,50 +317,33 @@ async fn acme_issues_for_every_domain_keeps_a_working_certificate_and_restarts_f
         "acme/certs/alpha.test.pem",
         "acme/certs/gamma.test.pem",
     ] {
-        let mode = std::fs::metadata(dir.path().join(f))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "{f}: {mode:o}");
     }
-    let account = std::fs::read(dir.path().join("acme/account.json")).unwrap();
-    let beta_serial = serial_of_file(&dir.path().join("acme/certs/beta.test.pem"));
-    let gamma_serial = serial_of_file(&dir.path().join("acme/certs/gamma.test.pem"));
+    let account = std::fs::read(dir.join("acme/account.json")).unwrap();
+    let beta_serial = serial_of_file(&dir.join("acme/certs/beta.test.pem"));
+    let gamma_serial = serial_of_file(&dir.join("acme/certs/gamma.test.pem"));
     server.shutdown(Duration::from_secs(1)).await;
 
     // As if time had passed: alpha's stored certificate now has 3 days left.
-    seed(&tb, dir.path(), "alpha.test", 3);
-    let server = Server::start(&desc, None, &[addr]).await.expect("restart");
+    seed(tb, dir, "alpha.test", 3);
+    let server = site.serve().await;
     // Stored certificates are presented at once, before the CA is asked anything.
-    let beta = connect(
-        addr,
-        "ua-auto-config.beta.test",
-        std::slice::from_ref(&root),
-    )
-    .await
-    .unwrap();
-    assert_eq!(beta.serial, beta_serial);
-    let gamma = connect(addr, "mta-sts.gamma.test", std::slice::from_ref(&root))
+    let beta = connect(addr, "ua-auto-config.beta.test", &root)
         .await
         .unwrap();
+    assert_eq!(beta.serial, beta_serial);
+    let gamma = connect(addr, "mta-sts.gamma.test", &root).await.unwrap();
     assert_eq!(gamma.serial, gamma_serial);
     // alpha is renewed; nothing else is ordered: beta and gamma are not due, broken.test
     // waits out its stored backoff.
-    wait_for(
-        Duration::from_secs(30),
-        &pebble,
-        dir.path(),
-        "alpha's renewal",
-        || orders(&server, "valid") == 1,
-    )
+    site.wait(Duration::from_secs(30), "alpha's renewal", || {
+        orders(&server, "valid") == 1
+    })
     .await;
-    let alpha = connect(
-        addr,
-        "ua-auto-config.alpha.test",
-        std::slice::from_ref(&root),
-    )
-    .await
-    .expect("alpha renewed by Pebble");
+    let alpha = connect(addr, "ua-auto-config.alpha.test", &root)
+        .await
+        .expect("alpha renewed by Pebble");
     assert!(alpha.issuer.contains("Pebble"));
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(orders(&server, "valid"), 1);
@@ -349,7 +353,7 @@ async fn acme_issues_for_every_domain_keeps_a_working_certificate_and_restarts_f
         "broken.test retried before its backoff ended"
     );
     assert_eq!(
-        std::fs::read(dir.path().join("acme/account.json")).unwrap(),
+        std::fs::read(dir.join("acme/account.json")).unwrap(),
         account,
         "the stored account is reused"
     );
@@ -361,42 +365,24 @@ async fn acme_renewal_swaps_the_certificate_without_dropping_connections() {
     if !pebble_installed() {
         return;
     }
-    let tb = testbed().await;
     let host = "ua-auto-config.delta.test";
-    let addr = serve_ip(&tb, &[host]).await;
     // 30-second certificates: renewed after about 20 s.
-    let pebble = Pebble::start(
-        &tb,
-        &PebbleOptions {
-            tls_port: 443,
+    let site = Site::new(
+        &[host],
+        PebbleOptions {
             validity_secs: Some(30),
             ..PebbleOptions::default()
         },
     )
-    .await
-    .expect("pebble");
-    let dir = tempfile::tempdir().unwrap();
-    write_description(
-        dir.path(),
-        "[[document]]\ndomains = [\"delta.test\"]\n[document.services]\nimap = \"imap.delta.test\"\n[document.provider]\nname = \"Delta\"\n",
-        &pebble,
-        "",
-    );
-    let server = Server::start(&dir.path().join("provider.toml"), None, &[addr])
-        .await
-        .unwrap();
-    wait_for(
-        Duration::from_secs(30),
-        &pebble,
-        dir.path(),
-        "the first certificate",
-        || orders(&server, "valid") == 1,
-    )
     .await;
-    let root = pebble_root(&tb, &pebble).await;
-    let first = connect(addr, host, std::slice::from_ref(&root))
-        .await
-        .unwrap();
+    site.describe(&one_domain("delta.test"), "");
+    let server = site.serve().await;
+    site.wait(Duration::from_secs(30), "the first certificate", || {
+        orders(&server, "valid") == 1
+    })
+    .await;
+    let root = site.root().await;
+    let first = connect(site.addr, host, &root).await.unwrap();
     let (first_serial, first_end) = (first.serial.clone(), first.not_after);
     let (mut send, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(first.tls))
@@ -411,14 +397,12 @@ async fn acme_renewal_swaps_the_certificate_without_dropping_connections() {
         assert!(
             Instant::now() < until,
             "no renewal within 40 s; Pebble said:\n{}",
-            pebble.log()
+            site.pebble.log()
         );
         assert_eq!(get(&mut send, host, path).await, 200);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let second = connect(addr, host, std::slice::from_ref(&root))
-        .await
-        .unwrap();
+    let second = connect(site.addr, host, &root).await.unwrap();
     assert_ne!(
         second.serial, first_serial,
         "new handshakes get the renewed certificate"
@@ -441,42 +425,28 @@ async fn acme_external_account_binding() {
     if !pebble_installed() {
         return;
     }
-    let tb = testbed().await;
     let host = "ua-auto-config.eab.test";
-    let addr = serve_ip(&tb, &[host]).await;
     let mac = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
-    let pebble = Pebble::start(
-        &tb,
-        &PebbleOptions {
-            tls_port: 443,
+    let site = Site::new(
+        &[host],
+        PebbleOptions {
             eab: Some(("kid-1".into(), mac.into())),
             ..PebbleOptions::default()
         },
     )
-    .await
-    .expect("pebble");
-    let dir = tempfile::tempdir().unwrap();
+    .await;
     // The MAC key from a file (e.g. a systemd credential), not the description.
-    std::fs::write(dir.path().join("eab.key"), format!("{mac}\n")).unwrap();
-    write_description(
-        dir.path(),
-        "[[document]]\ndomains = [\"eab.test\"]\n[document.services]\nimap = \"imap.eab.test\"\n[document.provider]\nname = \"EAB\"\n",
-        &pebble,
+    std::fs::write(site.dir.path().join("eab.key"), format!("{mac}\n")).unwrap();
+    site.describe(
+        &one_domain("eab.test"),
         "[acme.eab]\nkid = \"kid-1\"\nhmac_key_file = \"eab.key\"\n",
     );
-    let server = Server::start(&dir.path().join("provider.toml"), None, &[addr])
-        .await
-        .unwrap();
-    wait_for(
-        Duration::from_secs(30),
-        &pebble,
-        dir.path(),
-        "issuance with EAB",
-        || orders(&server, "valid") == 1,
-    )
+    let server = site.serve().await;
+    site.wait(Duration::from_secs(30), "issuance with EAB", || {
+        orders(&server, "valid") == 1
+    })
     .await;
-    let root = pebble_root(&tb, &pebble).await;
-    connect(addr, host, std::slice::from_ref(&root))
+    connect(site.addr, host, &site.root().await)
         .await
         .expect("a certificate from Pebble");
     server.shutdown(Duration::from_secs(1)).await;
@@ -487,52 +457,42 @@ async fn acme_orders_stay_within_the_hourly_budget_across_restarts() {
     if !pebble_installed() {
         return;
     }
-    let tb = testbed().await;
     let hosts = [
         "ua-auto-config.one.test",
         "ua-auto-config.two.test",
         "ua-auto-config.three.test",
     ];
-    let addr = serve_ip(&tb, &hosts).await;
-    let pebble = Pebble::start(
-        &tb,
-        &PebbleOptions {
-            tls_port: 443,
-            ..PebbleOptions::default()
-        },
-    )
-    .await
-    .expect("pebble");
-    let dir = tempfile::tempdir().unwrap();
-    write_description(
-        dir.path(),
+    let site = Site::new(&hosts, PebbleOptions::default()).await;
+    site.describe(
         "[[document]]\ndomains = [\"one.test\", \"two.test\", \"three.test\"]\n[document.services]\nimap = \"imap.one.test\"\n[document.provider]\nname = \"Budget\"\n",
-        &pebble,
         "orders_per_hour = 2\n",
     );
-    let desc = dir.path().join("provider.toml");
-    let server = Server::start(&desc, None, &[addr]).await.unwrap();
-    wait_for(
-        Duration::from_secs(30),
-        &pebble,
-        dir.path(),
-        "two orders",
-        || orders(&server, "valid") == 2,
-    )
+    let server = site.serve().await;
+    site.wait(Duration::from_secs(30), "two orders", || {
+        orders(&server, "valid") == 2
+    })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(orders(&server, "valid"), 2, "a third order within the hour");
-    let root = pebble_root(&tb, &pebble).await;
+    let root = site.root().await;
     let mut served = 0;
     for h in hosts {
-        if connect(addr, h, std::slice::from_ref(&root)).await.is_ok() {
+        if connect(site.addr, h, &root).await.is_ok() {
             served += 1;
         }
     }
     assert_eq!(served, 2, "the third domain waits for the budget");
+    assert!(
+        server
+            .metrics()
+            .render()
+            .contains("pacc_serve_hosts_without_certificate 1\n"),
+        "{}",
+        server.metrics().render()
+    );
     server.shutdown(Duration::from_secs(1)).await;
     // The budget is stored: a restart does not reset it.
-    let server = Server::start(&desc, None, &[addr]).await.unwrap();
+    let server = site.serve().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(orders(&server, "valid") + orders(&server, "failed"), 0);
     server.shutdown(Duration::from_secs(1)).await;
