@@ -2064,6 +2064,7 @@ async fn serve_with_acme_obtains_its_certificate_and_clients_verify_it() {
     let record = v["publications"][0]["txt"][0].as_str().unwrap().to_owned();
     tb.publish_txt("acme.test", &record).await.unwrap();
     let mut server = tokio::process::Command::new(PACC)
+        .env_remove("PACC_LOG")
         .args([
             "serve",
             &desc_s,
@@ -2129,9 +2130,15 @@ async fn serve_with_acme_obtains_its_certificate_and_clients_verify_it() {
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &server.id().unwrap().to_string()])
         .status();
-    let status = tokio::time::timeout(std::time::Duration::from_secs(5), server.wait())
+    let done = tokio::time::timeout(std::time::Duration::from_secs(5), server.wait_with_output())
         .await
         .expect("serve stops on SIGTERM")
         .unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(done.status.code(), Some(0));
+    // The operator sees the order in the log.
+    let log = String::from_utf8_lossy(&done.stderr);
+    assert!(
+        log.contains("ACME: certificate issued") && log.contains("acme.test"),
+        "{log}"
+    );
 }
