@@ -397,6 +397,31 @@ fn candidate(pem: &str, source: &Path) -> Result<Candidate, AcmeError> {
     Ok(Candidate::new(key, source.display().to_string()))
 }
 
+/// What the CA issued must cover every name ordered and be valid now; anything else is
+/// neither stored nor presented.
+fn usable(c: &Candidate, names: &[String], now: i64) -> Result<(), AcmeError> {
+    let missing: Vec<&str> = names
+        .iter()
+        .filter(|n| !c.covers(n))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(AcmeError::Other(format!(
+            "the CA's certificate does not cover {} (it names {})",
+            missing.join(", "),
+            c.names.join(", ")
+        )));
+    }
+    if !c.valid_at(now) {
+        return Err(AcmeError::Other(format!(
+            "the CA's certificate is not valid now (valid {} to {})",
+            super::time_text(c.not_before),
+            c.expiry()
+        )));
+    }
+    Ok(())
+}
+
 /// A file name for `domain`'s certificate (domains are validated host names, but keep the
 /// name tame regardless).
 fn cert_file(storage: &Path, domain: &str) -> PathBuf {
@@ -433,6 +458,7 @@ async fn issue(
         .map_err(|e| AcmeError::Other(format!("order for {}: {e}", names.join(", "))))?;
     let path = cert_file(&plan.storage, domain);
     let c = candidate(&pem, &path)?;
+    usable(&c, names, unix_now())?;
     let not_after = c.not_after;
     private_dir(&AcmePlan::cert_dir(&plan.storage))?;
     write_private(&path, pem.as_bytes())?;
@@ -790,6 +816,35 @@ mod tests {
         // OCTET STRING (0x04, 32) wrapping the digest.
         assert_eq!(&ext.value[..2], &[0x04, 32]);
         assert_eq!(&ext.value[2..], &digest);
+    }
+
+    #[test]
+    fn an_issued_certificate_must_cover_every_name_and_be_valid_now() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["ua-auto-config.a.example".to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2040, 1, 1);
+        let cert = params.self_signed(&key).unwrap();
+        let pem = format!("{}{}", cert.pem(), key.serialize_pem());
+        let c = candidate(&pem, Path::new("/s/certs/a.example.pem")).unwrap();
+        let now = 1_800_000_000;
+        assert!(usable(&c, &["ua-auto-config.a.example".to_owned()], now).is_ok());
+        let err = usable(
+            &c,
+            &[
+                "ua-auto-config.a.example".to_owned(),
+                "mta-sts.a.example".to_owned(),
+            ],
+            now,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("does not cover mta-sts.a.example"), "{err}");
+        let err = usable(&c, &["ua-auto-config.a.example".to_owned()], 2_300_000_000)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not valid now"), "{err}");
     }
 
     #[test]
