@@ -650,12 +650,36 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) || !json {
+            let text = e.render().to_string();
+            let help = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+            // clap quotes the offending argument as given, and on a terminal passes its bytes
+            // through: when an argument carries terminal controls (pasted from somewhere),
+            // the message is printed plain (clap's rendering strips escape sequences) with
+            // what remains escaped, never interpreted.
+            let safe: Vec<String> = text
+                .lines()
+                .map(pacc_proto::name::escape_for_terminal)
+                .collect();
+            let tampered = !help
+                && std::env::args_os().skip(1).any(|a| {
+                    let a = a.to_string_lossy();
+                    pacc_proto::name::escape_for_terminal(&a) != a
+                });
+            if (help || !json) && !tampered {
                 e.exit();
             }
-            // The usage error on stderr as usual, and as the one JSON object on stdout.
-            let _ = e.print();
-            let text = e.render().to_string();
+            if tampered {
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!("{}", safe.join("\n"));
+                }
+                if !json {
+                    return ExitCode::from(exit::USAGE);
+                }
+            } else {
+                // The usage error on stderr as usual, and as the one JSON object on stdout.
+                let _ = e.print();
+            }
             let first = text
                 .lines()
                 .next()

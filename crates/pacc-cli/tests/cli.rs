@@ -2142,3 +2142,32 @@ async fn serve_with_acme_obtains_its_certificate_and_clients_verify_it() {
         "{log}"
     );
 }
+
+/// A usage error quoting an argument with terminal controls in it (pasted from somewhere)
+/// shows them escaped or stripped, never raw, also on a terminal (clap alone passes them
+/// through there).
+#[tokio::test]
+async fn usage_errors_never_replay_terminal_controls() {
+    if !pacc_testbed::peers::available("script") {
+        eprintln!("SKIPPED: needs script(1) for a pseudo-terminal (util-linux)");
+        return;
+    }
+    let out = tokio::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("{PACC} check --jobs \"$(printf '1\\033]0;pwned\\007X')\" x.test"),
+            "/dev/null",
+        ])
+        .env("PACC_DATA_DIR", data_dir())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("invalid value"), "{shown:?}");
+    assert!(
+        !shown.contains("\u{1b}]0;") && !shown.contains('\u{7}'),
+        "the terminal got the controls: {shown:?}"
+    );
+    assert_eq!(out.status.code(), Some(2), "{shown:?}");
+}
