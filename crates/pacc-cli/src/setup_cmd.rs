@@ -571,8 +571,10 @@ pub(crate) fn print_human(
     validations: &[Validation],
     fallbacks: &[Fallback],
 ) {
+    // The username is the full address everywhere (W-1): said once, so each service's line
+    // fits 80 columns.
     println!(
-        "Account for {address} ({})",
+        "Account for {address} ({}), username {address}:",
         escape_for_terminal(config.provider_name().unwrap_or(address.domain().as_str()))
     );
     for v in validations {
@@ -581,7 +583,14 @@ pub(crate) fn print_human(
             Method::Oauth { mechanism } => (mechanism.as_str(), "OAuth"),
         };
         let endpoint = config.protocols.get(v.service).map(|s| match &s.endpoint {
-            Endpoint::Host { host, port, tls } => format!("{host}:{port} {tls}"),
+            // Short forms here: STARTTLS is always required (the probe said so already).
+            Endpoint::Host { host, port, tls } => format!(
+                "{host}:{port} {}",
+                match tls {
+                    pacc_proto::document::TlsMode::Implicit => "TLS",
+                    pacc_proto::document::TlsMode::StartTls => "STARTTLS",
+                }
+            ),
             Endpoint::Url { url } => url.to_string(),
         });
         let fell_back = if fallbacks.iter().any(|f| f.service == v.service) {
@@ -591,7 +600,7 @@ pub(crate) fn print_human(
         };
         match &v.outcome {
             ValidationOutcome::Ok => println!(
-                "  ok     {:<12} {}  {what} via {mech}{fell_back}, username {address}",
+                "  ok     {:<12} {}  {what} ({mech}){fell_back}",
                 v.service.label(),
                 escape_for_terminal(&endpoint.unwrap_or_default())
             ),
