@@ -985,6 +985,13 @@ impl Discovery {
     ) -> Step {
         self.done = true;
         self.queue.clear();
+        // A failed fetch decides the primary path before its TXT answer (RET-12); one that
+        // arrived since (while the fallback ran) is still judged for the report.
+        let records = if records.is_empty() && matches!(self.primary.fetch, Some(Err(_))) {
+            self.primary.verify().1
+        } else {
+            records
+        };
         let fallback = self
             .fallback_started
             .then(|| self.fallback_report(fallback_used, stopped_at));

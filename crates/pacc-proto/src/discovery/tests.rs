@@ -588,3 +588,46 @@ fn expiry_during_the_fallback_decides() {
     assert_eq!(fallback_kind(&r), "mx-lookup-failed");
     assert_eq!(r.outcome.unwrap_err().class(), FailureClass::Temporary);
 }
+
+/// The digest record is judged for the report even when it arrives after a failed fetch
+/// decided the primary path (and the fallback kept discovery going): `discover`'s trail
+/// shows it as "valid, not compared", never as missing.
+#[test]
+fn a_record_arriving_after_a_failed_fetch_is_still_reported() {
+    let world = World::default().txt("_ua-auto-config.example.com", Ok(rec(b"{}")));
+    let mut d = Discovery::new(Domain::parse("example.com").unwrap());
+    let mut outstanding: Vec<(RequestId, Request)> = Vec::new();
+    for _ in 0..1000 {
+        while let Some(x) = d.poll_request() {
+            outstanding.push(x);
+        }
+        if let Step::Done(report) = d.step() {
+            assert_eq!(report.records.len(), 1, "{:?}", report.records);
+            assert!(matches!(
+                report.records[0].verdict,
+                RecordVerdict::Valid { matches: false, .. }
+            ));
+            return;
+        }
+        while let Some(x) = d.poll_request() {
+            outstanding.push(x);
+        }
+        // The primary fetch first (it decides the primary path: absent), then the primary
+        // TXT (now only for the report), then the rest.
+        let rank = |r: &Request| match r {
+            Request::Fetch { url, .. }
+                if url.starts_with("https://ua-auto-config.example.com/") =>
+            {
+                0
+            }
+            Request::Txt { name } if name == "_ua-auto-config.example.com" => 1,
+            _ => 2,
+        };
+        let i = (0..outstanding.len())
+            .min_by_key(|i| rank(&outstanding[*i].1))
+            .unwrap_or(0);
+        let (id, r) = outstanding.remove(i);
+        d.handle(id, world.answer(&r), Duration::from_millis(1));
+    }
+    panic!("did not finish");
+}
