@@ -333,10 +333,7 @@ impl Candidates {
 
     /// Every candidate naming `host` exactly or by a wildcard one label up.
     fn covering<'a>(&'a self, host: &str) -> impl Iterator<Item = &'a Candidate> + 'a {
-        let wildcard = host
-            .split_once('.')
-            .filter(|(label, _)| !label.is_empty())
-            .map(|(_, parent)| format!("*.{parent}"));
+        let wildcard = wildcard_for(host);
         let exact = self.by_name.get(host).into_iter().flatten();
         let wild = wildcard
             .and_then(|w| self.by_name.get(&w))
@@ -383,6 +380,14 @@ struct Candidate {
     source: String,
 }
 
+/// The certificate name that covers `host` by wildcard: `*.` and its parent (one label,
+/// not empty, replaced).
+fn wildcard_for(host: &str) -> Option<String> {
+    host.split_once('.')
+        .filter(|(label, _)| !label.is_empty())
+        .map(|(_, parent)| format!("*.{parent}"))
+}
+
 /// Certificates expiring within this many days are warned about.
 const EXPIRY_WARNING_DAYS: i64 = 14;
 
@@ -410,13 +415,10 @@ impl Candidate {
     }
 
     fn covers(&self, host: &str) -> bool {
-        self.names.iter().any(|n| {
-            n == host
-                || n.strip_prefix("*.").is_some_and(|parent| {
-                    host.split_once('.')
-                        .is_some_and(|(label, rest)| !label.is_empty() && rest == parent)
-                })
-        })
+        let wildcard = wildcard_for(host);
+        self.names
+            .iter()
+            .any(|n| n == host || wildcard.as_deref() == Some(n.as_str()))
     }
 
     fn valid_at(&self, now: i64) -> bool {
@@ -1125,19 +1127,11 @@ async fn accept_loop(
                     .and_then(|h| h.to_str().ok())
                     .map(str::to_owned);
                 let path = req.uri().path().to_owned();
-                let resp = answer(req, state.clone());
-                let status = resp.status().as_u16();
-                let document = host
-                    .as_deref()
-                    .map(|h| {
-                        h.split(':')
-                            .next()
-                            .unwrap_or(h)
-                            .trim_end_matches('.')
-                            .to_ascii_lowercase()
-                    })
+                let document = request_host(&req)
                     .filter(|h| state.as_ref().is_some_and(|s| s.by_host.contains_key(h)))
                     .unwrap_or_else(|| "-".to_owned());
+                let resp = answer(req, state.clone());
+                let status = resp.status().as_u16();
                 counters.request(status, &document);
                 if options.access_log {
                     access_line(&AccessEntry {
@@ -1264,12 +1258,10 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
     r
 }
 
-fn answer<B>(req: Request<B>, state: Option<Arc<State>>) -> Response<Full<Bytes>> {
-    let Some(state) = state else {
-        return plain(StatusCode::INTERNAL_SERVER_ERROR, "unavailable\n");
-    };
-    let host = req
-        .headers()
+/// The host a request is for (`Host`, else an absolute-form URI), without a port or a
+/// trailing dot, in lower case: the key of the document it gets.
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    req.headers()
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().host())
@@ -1282,8 +1274,14 @@ fn answer<B>(req: Request<B>, state: Option<Arc<State>>) -> Response<Full<Bytes>
                 }
             })
         })
-        .map(|h| h.trim_end_matches('.').to_ascii_lowercase());
-    let Some(served) = host.as_deref().and_then(|h| state.by_host.get(h)) else {
+        .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+}
+
+fn answer<B>(req: Request<B>, state: Option<Arc<State>>) -> Response<Full<Bytes>> {
+    let Some(state) = state else {
+        return plain(StatusCode::INTERNAL_SERVER_ERROR, "unavailable\n");
+    };
+    let Some(served) = request_host(&req).and_then(|h| state.by_host.get(&h)) else {
         return plain(StatusCode::NOT_FOUND, "unknown host\n");
     };
     let path = if served.content_type == "text/plain" {
