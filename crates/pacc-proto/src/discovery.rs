@@ -169,6 +169,29 @@ pub enum Response {
     Fetch(FetchResult),
 }
 
+impl Response {
+    /// One line on what came back, as the trail shows it: the number of TXT records, the
+    /// MX records, the fetched body's size and TLS, or the error.
+    pub fn summary(&self) -> String {
+        match self {
+            Response::Txt(Ok(rrs)) => format!("{} TXT record(s)", rrs.len()),
+            Response::Mx(Ok(mx)) => mx
+                .iter()
+                .map(|m| format!("{} {}", m.preference, m.exchange))
+                .collect::<Vec<_>>()
+                .join(", "),
+            Response::Fetch(Ok(b)) => format!(
+                "HTTP 200, {} bytes, {} {}",
+                b.bytes.len(),
+                b.tls.version,
+                b.tls.cipher
+            ),
+            Response::Txt(Err(e)) | Response::Mx(Err(e)) => e.to_string(),
+            Response::Fetch(Err(e)) => e.to_string(),
+        }
+    }
+}
+
 /// What the machine wants next.
 #[derive(Debug)]
 pub enum Step {
@@ -705,34 +728,17 @@ impl Discovery {
             Slot::HostTxt(i) => ("mx-host", self.hosts[i].retrieval.owner.clone()),
             Slot::HostFetch(i) => ("mx-host", self.hosts[i].retrieval.url.clone()),
         };
-        let (step, result) = match response {
-            Response::Txt(Ok(rrs)) => ("txt", format!("{} TXT record(s)", rrs.len())),
-            Response::Txt(Err(e)) => ("txt", e.to_string()),
-            Response::Mx(Ok(mx)) => (
-                "mx",
-                mx.iter()
-                    .map(|m| format!("{} {}", m.preference, m.exchange))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ),
-            Response::Mx(Err(e)) => ("mx", e.to_string()),
-            Response::Fetch(Ok(b)) => (
-                "fetch",
-                format!(
-                    "HTTP 200, {} bytes, {} {}",
-                    b.bytes.len(),
-                    b.tls.version,
-                    b.tls.cipher
-                ),
-            ),
-            Response::Fetch(Err(e)) => ("fetch", e.to_string()),
+        let step = match response {
+            Response::Txt(_) => "txt",
+            Response::Mx(_) => "mx",
+            Response::Fetch(_) => "fetch",
         };
         TrailEntry {
             step,
             purpose,
             target,
             elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-            result,
+            result: response.summary(),
         }
     }
 

@@ -736,26 +736,14 @@ impl Client {
         };
         let elapsed = started.elapsed();
         if tracing::enabled!(tracing::Level::DEBUG) {
+            // The trail's line, with the error kind, the MX count and the peer added.
+            let summary = response.summary();
             let result = match &response {
-                Response::Txt(Ok(rrs)) => format!("{} TXT record(s)", rrs.len()),
-                Response::Mx(Ok(rrs)) => format!(
-                    "{} MX: {}",
-                    rrs.len(),
-                    rrs.iter()
-                        .map(|m| format!("{} {}", m.preference, m.exchange))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                Response::Txt(Err(e)) | Response::Mx(Err(e)) => format!("{} ({e})", e.kind()),
-                Response::Fetch(Ok(b)) => format!(
-                    "HTTP 200, {} bytes, {} {}, from {}",
-                    b.bytes.len(),
-                    b.tls.version,
-                    b.tls.cipher,
-                    b.peer
-                ),
-                Response::Fetch(Err(e)) => format!("{} ({e})", e.kind()),
-                _ => String::new(),
+                Response::Mx(Ok(rrs)) => format!("{} MX: {summary}", rrs.len()),
+                Response::Txt(Err(e)) | Response::Mx(Err(e)) => format!("{} ({summary})", e.kind()),
+                Response::Fetch(Ok(b)) => format!("{summary}, from {}", b.peer),
+                Response::Fetch(Err(e)) => format!("{} ({summary})", e.kind()),
+                _ => summary,
             };
             tracing::debug!(
                 "{step} {} → {} ({} ms)",
