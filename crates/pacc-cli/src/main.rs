@@ -656,10 +656,6 @@ fn main() -> ExitCode {
             // through: when an argument carries terminal controls (pasted from somewhere),
             // the message is printed plain (clap's rendering strips escape sequences) with
             // what remains escaped, never interpreted.
-            let safe: Vec<String> = text
-                .lines()
-                .map(pacc_proto::name::escape_for_terminal)
-                .collect();
             let tampered = !help
                 && std::env::args_os().skip(1).any(|a| {
                     let a = a.to_string_lossy();
@@ -669,6 +665,10 @@ fn main() -> ExitCode {
                 e.exit();
             }
             if tampered {
+                let safe: Vec<String> = text
+                    .lines()
+                    .map(pacc_proto::name::escape_for_terminal)
+                    .collect();
                 #[allow(clippy::print_stderr)]
                 {
                     eprintln!("{}", safe.join("\n"));

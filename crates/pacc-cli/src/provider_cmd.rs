@@ -299,16 +299,10 @@ pub async fn check_cmd(
         let mut text = String::new();
         let _ = writeln!(text, "Checking {} as a client sees it", esc(&d.to_string()));
         for f in &findings {
-            let (tag, style) = match f.verdict {
-                Verdict::Pass => ("PASS", "32"),
-                Verdict::Info => ("INFO", "36"),
-                Verdict::Warn => ("WARN", "1;33"),
-                Verdict::Fail => ("FAIL", "1;31"),
-            };
             let _ = writeln!(
                 text,
                 "{}  {:<12} {}",
-                crate::term::paint(tag, style, color),
+                verdict_tag(f.verdict, color),
                 esc(f.area),
                 esc(&f.message)
             );
@@ -330,6 +324,17 @@ pub async fn check_cmd(
         crate::output::print_raw(&text);
     }
     if ok { exit::OK } else { exit::NOT_PUBLISHED }
+}
+
+/// A verdict's tag as `check` prints it, coloured when `color`.
+fn verdict_tag(verdict: Verdict, color: bool) -> String {
+    let (tag, style) = match verdict {
+        Verdict::Pass => ("PASS", "32"),
+        Verdict::Info => ("INFO", "36"),
+        Verdict::Warn => ("WARN", "1;33"),
+        Verdict::Fail => ("FAIL", "1;31"),
+    };
+    crate::term::paint(tag, style, color)
 }
 
 /// Everything `check` finds for one domain, with the time each phase took (one deadline,
@@ -510,19 +515,19 @@ pub async fn check_fleet(
             match fails.first() {
                 Some(f) => format!(
                     "{}  {}  {} ({} failure(s), {warns} warning(s))\n",
-                    crate::term::paint("FAIL", "1;31", color),
+                    verdict_tag(Verdict::Fail, color),
                     esc(d.as_str()),
                     esc(&f.message),
                     fails.len()
                 ),
                 None if warns > 0 => format!(
                     "{}  {}  {warns} warning(s)\n",
-                    crate::term::paint("WARN", "1;33", color),
+                    verdict_tag(Verdict::Warn, color),
                     esc(d.as_str())
                 ),
                 None => format!(
                     "{}  {}\n",
-                    crate::term::paint("PASS", "32", color),
+                    verdict_tag(Verdict::Pass, color),
                     esc(d.as_str())
                 ),
             }
