@@ -242,12 +242,7 @@ async fn account(plan: &AcmePlan, http: &Http) -> Result<Account, AcmeError> {
                         .to_owned()
                 }
             };
-            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(text.trim_end_matches('='))
-                .map_err(|e| {
-                    AcmeError::Other(format!("acme.eab: the MAC key is not base64url: {e}"))
-                })?;
-            Some(ExternalAccountKey::new(kid.clone(), &bytes))
+            Some(ExternalAccountKey::new(kid.clone(), &eab_key_bytes(&text)?))
         }
     };
     let contact: Vec<&str> = plan.spec.contact.iter().map(String::as_str).collect();
@@ -270,6 +265,16 @@ async fn account(plan: &AcmePlan, http: &Http) -> Result<Account, AcmeError> {
     write_private(&path, &stored)?;
     tracing::info!(id = account.id(), "ACME account created");
     Ok(account)
+}
+
+/// The EAB MAC key from its base64url text. The error never quotes the text: it is a
+/// secret, and the decoder's message names the offending character.
+fn eab_key_bytes(text: &str) -> Result<Vec<u8>, AcmeError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .map_err(|_| {
+            AcmeError::Other("acme.eab: the MAC key is not base64url (A-Z a-z 0-9 - _)".to_owned())
+        })
 }
 
 /// The TLS-ALPN-01 certificate for `name`: self-signed, naming only `name`, with the
@@ -845,6 +850,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("not valid now"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_eab_key_is_refused_without_quoting_it() {
+        assert_eq!(eab_key_bytes("AAEC").unwrap(), vec![0, 1, 2]);
+        let err = eab_key_bytes("secretXY+/").unwrap_err().to_string();
+        assert!(err.contains("not base64url"), "{err}");
+        assert!(
+            !err.contains('+') && !err.contains("secret") && !err.contains("43"),
+            "{err}"
+        );
     }
 
     #[test]
